@@ -1,0 +1,1 @@
+"""The node daemon: the CNI socket, the reconcile loop, metrics."""

@@ -1,0 +1,119 @@
+"""The `gingham` command; every subcommand is a thin call into the packages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+
+
+from .cni.spec import CNIError
+
+
+def _cni(args: argparse.Namespace) -> int:
+    from .cni import runtime
+    net = runtime.Network.load(args.conflist)
+    rt = runtime.Runtime(args.cni_path, args.cache_dir)
+    cap = json.loads(args.cap_args) if args.cap_args else {}
+    if not isinstance(cap, dict):
+        raise CNIError(7, "--cap-args must be a JSON object")
+    if args.verb in ("add", "del", "check"):
+        if not args.netns and args.verb != "del":
+            raise CNIError(4, f"cni {args.verb} needs NETNS")
+        att = runtime.Attachment(args.container_id or _default_cid(args.netns), args.netns or "",
+                                 args.ifname, runtime.parse_args(args.args), cap)
+        if args.verb == "add":
+            print(json.dumps(rt.add(net, att), indent=2))
+        elif args.verb == "del":
+            rt.delete(net, att)
+        else:
+            rt.check(net, att)
+    elif args.verb == "status":
+        rt.status(net)
+    elif args.verb == "gc":
+        valid = [tuple(v.split("/", 1)) if "/" in v else (v, args.ifname) for v in args.valid]
+        for r in rt.gc(net, valid):  # type: ignore[arg-type]
+            print(f"removed {r}")
+    return 0
+
+
+def _default_cid(netns: str) -> str:
+    """cnitool's default container id: derived from the netns path."""
+    import hashlib
+    return "cnitool-" + hashlib.sha512(netns.encode()).hexdigest()[:20]
+
+
+def _install_cni(args: argparse.Namespace) -> int:
+    from .cni import install
+    for p in install.install(args.bin_dir):
+        print(p)
+    return 0
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from .agent import cni_server
+    cni_server.warm_up()
+    srv = cni_server.CNIServer(args.cni_socket)
+    srv.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"gingham agent: CNI socket {args.cni_socket}", file=sys.stderr, flush=True)
+    if args.ready_file:
+        with open(args.ready_file, "w") as f:
+            f.write(str(os.getpid()))
+    stop.wait()
+    srv.stop()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from . import demo
+    return demo.run()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gingham", description="Kubernetes pod networking on the real kernel")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("cni", help="run a conflist like kubelet/containerd/cnitool do")
+    c.add_argument("verb", choices=["add", "del", "check", "status", "gc"])
+    c.add_argument("conflist")
+    c.add_argument("netns", nargs="?", default="")
+    c.add_argument("--ifname", default="eth0")
+    c.add_argument("--container-id", default="")
+    c.add_argument("--args", default="", help="CNI_ARGS, K=V;K=V")
+    c.add_argument("--cap-args", default="", help="capability args as JSON, e.g. {\"portMappings\": [...]}")
+    c.add_argument("--cni-path", default=os.environ.get("CNI_PATH", "/opt/cni/bin"))
+    c.add_argument("--cache-dir", default="/var/lib/cni")
+    c.add_argument("--valid", action="append", default=[], help="gc: CONTAINERID[/IFNAME] to keep")
+    c.set_defaults(fn=_cni)
+
+    i = sub.add_parser("install-cni", help="put the gingham CNI plugins into a CNI bin dir")
+    i.add_argument("--bin-dir", default="/opt/cni/bin")
+    i.set_defaults(fn=_install_cni)
+
+    a = sub.add_parser("agent", help="the node agent (serves the CNI plugins over a unix socket)")
+    a.add_argument("--cni-socket", default="/run/gingham/cni.sock")
+    a.add_argument("--ready-file", default="")
+    a.set_defaults(fn=_agent)
+
+    d = sub.add_parser("demo", help="two pods on a bridge, made with the gingham plugins, talking")
+    d.set_defaults(fn=_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        rc = args.fn(args)
+    except CNIError as e:
+        print(json.dumps(e.to_dict()), file=sys.stdout)
+        print(f"gingham: error {e.code}: {e}", file=sys.stderr)
+        rc = 1
+    sys.exit(rc)
+
+

@@ -1,0 +1,1 @@
+"""The CNI protocol: spec types, the plugin skeleton, the runtime side."""

@@ -1,0 +1,1 @@
+"""The gingham CNI plugins, each config-compatible with its reference namesake."""

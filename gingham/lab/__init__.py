@@ -1,0 +1,1 @@
+"""The lab: nodes and pods as network namespaces, workloads that answer probes."""

@@ -1,0 +1,68 @@
+"""The pod workload: answers on every given port with the pod's name (agnhost serve-hostname).
+
+TCP: on connect it writes "<name>\\n" and closes. UDP: any datagram gets "<name>\\n" back.
+Stdlib only and single-threaded (selectors), so a lab of many pods stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import selectors
+import socket
+import sys
+
+
+def serve(name: str, tcp: list[int], udp: list[int], ready: str = "") -> None:
+    sel = selectors.DefaultSelector()
+    reply = (name + "\n").encode()
+    for port in tcp:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", port))
+        s.listen(512)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, "tcp")
+    for port in udp:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", port))
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, "udp")
+    if ready:
+        with open(ready, "w") as f:
+            f.write("ok")
+    while True:
+        for key, _ in sel.select():
+            s = key.fileobj
+            assert isinstance(s, socket.socket)
+            try:
+                if key.data == "tcp":
+                    conn, _ = s.accept()
+                    try:
+                        conn.settimeout(1)
+                        conn.sendall(reply)
+                    finally:
+                        conn.close()
+                else:
+                    _, addr = s.recvfrom(2048)
+                    s.sendto(reply, addr)
+            except OSError:
+                continue
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--name", required=True)
+    p.add_argument("--tcp", type=int, action="append", default=[])
+    p.add_argument("--udp", type=int, action="append", default=[])
+    p.add_argument("--ready", default="")
+    a = p.parse_args(argv)
+    try:
+        serve(a.name, a.tcp, a.udp, a.ready)
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

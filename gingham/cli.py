@@ -117,3 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(rc)
 
 
+
+
+if __name__ == "__main__":
+    main()

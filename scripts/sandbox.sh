@@ -11,4 +11,5 @@ exec unshare --net --mount --pid --fork --mount-proc --propagation private \
       mkdir -p "$d" && mount -t tmpfs -o mode=0755 gingham-sandbox "$d"
     done
     ip link set lo up
-    exec "$@"' sandbox "$@"
+    # bash stays PID 1 of the sandbox so that orphaned processes are reaped, not left as zombies
+    "$@"; exit $?' sandbox "$@"

@@ -18,10 +18,11 @@ from .conftest import in_ns, probe_from
 
 
 def bridge_plugin(br: str, subnet: str, data: str, bridge_type: str = "gingham-bridge",
-                  ipam_type: str = "gingham-host-local", **extra: object) -> dict[str, object]:
+                  ipam_type: str = "gingham-host-local", routes: list[dict[str, str]] | None = None,
+                  **extra: object) -> dict[str, object]:
     return {"type": bridge_type, "bridge": br, "isGateway": True, **extra,
             "ipam": {"type": ipam_type, "ranges": [[{"subnet": subnet}]], "dataDir": data,
-                     "routes": [{"dst": "0.0.0.0/0"}]}}
+                     "routes": [{"dst": "0.0.0.0/0"}] if routes is None else routes}}
 
 
 def net_of(name: str, plugins: list[dict[str, object]], version: str = "1.1.0") -> Network:

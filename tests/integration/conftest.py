@@ -105,10 +105,12 @@ class Servers:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, ns_path: str, name: str, tcp: tuple[int, ...] = (80,), udp: tuple[int, ...] = ()) -> None:
+    def start(self, ns_path: str | None, name: str, tcp: tuple[int, ...] = (80,), udp: tuple[int, ...] = ()) -> None:
+        """Starts a workload in `ns_path` (None: here, in the sandboxed host)."""
         ready = f"/tmp/gt-ready-{uuid.uuid4().hex}"
-        cmd = ["ip", "netns", "exec", os.path.basename(ns_path), sys.executable, "-m", "gingham.lab.workload",
-               "--name", name, "--ready", ready]
+        cmd = [sys.executable, "-m", "gingham.lab.workload", "--name", name, "--ready", ready]
+        if ns_path:
+            cmd = ["ip", "netns", "exec", os.path.basename(ns_path)] + cmd
         cmd += [x for p in tcp for x in ("--tcp", str(p))] + [x for p in udp for x in ("--udp", str(p))]
         p = subprocess.Popen(cmd)
         self.procs.append(p)

@@ -86,9 +86,11 @@ class Netlink:
         return []
 
     # -- links -----------------------------------------------------------------
+    # RTM_GETLINK for one name or index is answered by the kernel directly; get_links()
+    # with a filter would dump and parse every link, which costs O(links) per lookup.
     def link(self, name: str) -> Link | None:
         try:
-            msgs = self._dump(self.ipr.get_links, ifname=name)
+            msgs = self.ipr.link("get", ifname=name)
         except NetlinkError as e:
             if e.code == errno.ENODEV:
                 return None
@@ -97,7 +99,7 @@ class Netlink:
 
     def link_by_index(self, index: int) -> Link | None:
         try:
-            msgs = self._dump(self.ipr.get_links, index)
+            msgs = self.ipr.link("get", index=index)
         except NetlinkError as e:
             if e.code == errno.ENODEV:
                 return None

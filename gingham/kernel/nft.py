@@ -6,9 +6,12 @@ script that failed, or `NotFound` for a missing object.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import shutil
 import subprocess
+import threading
 from typing import Any
 
 
@@ -27,64 +30,133 @@ def binary() -> str:
     return path
 
 
+class _Lib:
+    """libnftables (the library the `nft` command is built on) through ctypes.
+
+    Saves a fork+exec per transaction, which is most of an ADD's nft cost. One context per
+    output mode, used under a lock (a context is not thread-safe). Its netlink socket
+    belongs to the namespace of the thread that first uses it, so the agent uses it only
+    from the host context, never inside `netns.entered`.
+    """
+
+    JSON = 1 << 4
+
+    def __init__(self) -> None:
+        lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        for f in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+            getattr(lib, f).argtypes = [ctypes.c_void_p]
+        for f in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+            getattr(lib, f).argtypes = [ctypes.c_void_p]
+            getattr(lib, f).restype = ctypes.c_char_p
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        self.lib = lib
+        self.lock = threading.Lock()
+        self.ctx: dict[bool, int] = {}
+
+    def _ctx(self, as_json: bool) -> int:
+        if as_json not in self.ctx:
+            c = self.lib.nft_ctx_new(0)
+            self.lib.nft_ctx_buffer_output(c)
+            self.lib.nft_ctx_buffer_error(c)
+            if as_json:
+                self.lib.nft_ctx_output_set_flags(c, self.JSON)
+            self.ctx[as_json] = c
+        return self.ctx[as_json]
+
+    def run(self, cmd: str, as_json: bool = False) -> tuple[int, str, str]:
+        with self.lock:
+            c = self._ctx(as_json)
+            rc = self.lib.nft_run_cmd_from_buffer(c, cmd.encode())
+            out = (self.lib.nft_ctx_get_output_buffer(c) or b"").decode()
+            err = (self.lib.nft_ctx_get_error_buffer(c) or b"").decode()
+        return rc, out, err
+
+
+_lib: _Lib | None = None
+_lib_failed = False
+
+
+def _exec(cmd: str, as_json: bool = False) -> tuple[int, str, str]:
+    """Runs nft commands in-process when libnftables loads, else through the nft binary."""
+    global _lib, _lib_failed
+    if _lib is None and not _lib_failed:
+        try:
+            _lib = _Lib()
+        except (OSError, AttributeError):
+            _lib_failed = True
+    if _lib is not None:
+        return _lib.run(cmd, as_json)
+    args = [binary(), "-j"] if as_json else [binary()]
+    r = subprocess.run([*args, "-f", "-"], input=cmd, capture_output=True, text=True)
+    return r.returncode, r.stdout, r.stderr
+
+
 def run(script: str) -> None:
     """Applies `script` (nft -f syntax) in one transaction: all of it or none of it."""
     if not script.strip():
         return
-    r = subprocess.run([binary(), "-f", "-"], input=script, capture_output=True, text=True)
-    if r.returncode != 0:
-        msg = r.stderr.strip()
+    rc, _, err = _exec(script)
+    if rc != 0:
+        msg = err.strip()
         cls = NftNotFound if "No such file or directory" in msg else NftError
         raise cls(f"nft transaction failed: {msg}", script)
 
 
 def list_json(*what: str) -> list[dict[str, Any]]:
     """`nft -j list ...` as its list of objects; a missing table/map gives []."""
-    r = subprocess.run([binary(), "-j", "list", *what], capture_output=True, text=True)
-    if r.returncode != 0:
-        if "No such file or directory" in r.stderr:
+    rc, out, err = _exec("list " + " ".join(what), as_json=True)
+    if rc != 0:
+        if "No such file or directory" in err:
             return []
-        raise NftError(f"nft list {' '.join(what)}: {r.stderr.strip()}")
-    return list(json.loads(r.stdout).get("nftables", []))
+        raise NftError(f"nft list {' '.join(what)}: {err.strip()}")
+    return list(json.loads(out).get("nftables", [])) if out.strip() else []
 
 
 def table_exists(family: str, name: str) -> bool:
     return bool(list_json("table", family, name))
 
 
-def map_elements(family: str, table: str, name: str) -> list[tuple[Any, Any, str]]:
-    """(key, value, comment) of every element of a map (value None for sets)."""
-    out = []
-    for obj in list_json("map", family, table, name) or []:
+def _key(k: Any) -> str:
+    """An element key as nft's text syntax writes it (concatenations joined by ' . ')."""
+    if isinstance(k, dict) and "concat" in k:
+        return " . ".join(_key(x) for x in k["concat"])
+    if isinstance(k, dict) and "prefix" in k:
+        return f"{k['prefix']['addr']}/{k['prefix']['len']}"
+    return str(k)
+
+
+def elements(family: str, table: str) -> dict[str, list[tuple[str, str]]]:
+    """Every set's and map's elements in a table, as (key, comment), from one `nft list`.
+
+    A missing table gives {}. Map values are left out: owners are found by comment.
+    """
+    out: dict[str, list[tuple[str, str]]] = {}
+    for obj in list_json("table", family, table):
         body = obj.get("map") or obj.get("set")
         if not body:
             continue
+        elems = out.setdefault(body["name"], [])
         for el in body.get("elem", []) or []:
-            comment = ""
-            if isinstance(el, list):
-                key, val = el
-            else:
-                key, val = el, None
-            if isinstance(key, dict) and "elem" in key:
-                comment = key["elem"].get("comment", "")
-                key = key["elem"]["val"]
-            out.append((key, val, comment))
-    return out
-
-
-def set_elements(family: str, table: str, name: str) -> list[tuple[Any, str]]:
-    out = []
-    for obj in list_json("set", family, table, name) or []:
-        body = obj.get("set")
-        if not body:
-            continue
-        for el in body.get("elem", []) or []:
+            if "map" in obj and isinstance(el, list):
+                el = el[0]
             comment = ""
             if isinstance(el, dict) and "elem" in el:
                 comment = el["elem"].get("comment", "")
                 el = el["elem"]["val"]
-            out.append((el, comment))
+            elems.append((_key(el), comment))
     return out
+
+
+def delete_elements_where(family: str, table: str, drop: Any) -> int:
+    """Deletes, in one transaction, every element whose owner comment `drop(comment)` picks."""
+    lines = [f"delete element {family} {table} {name} {{ {key} }}"
+             for name, elems in elements(family, table).items() for key, comment in elems
+             if comment and drop(comment)]
+    run("\n".join(lines))
+    return len(lines)
 
 
 def quote(s: str) -> str:

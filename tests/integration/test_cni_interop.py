@@ -8,7 +8,6 @@ the pod ends up with.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest

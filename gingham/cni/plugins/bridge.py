@@ -123,26 +123,6 @@ def masq_script(owner: str, ips: list[ipaddress.IPv4Interface | ipaddress.IPv6In
     return "\n".join(lines) + "\n"
 
 
-def _drop_elements(family: str, table: str, maps: tuple[str, ...], keep: Any, is_set: bool = False) -> None:
-    """Deletes the elements whose owner comment `keep(comment)` rejects, in one transaction."""
-    if not nft.table_exists(family, table):
-        return
-    lines = []
-    for m in maps:
-        elems = nft.set_elements(family, table, m) if is_set else \
-            [(k, c) for k, _, c in nft.map_elements(family, table, m)]
-        for key, comment in elems:
-            if comment and not keep(comment):
-                lines.append(f"delete element {family} {table} {m} {{ {_nft_key(key)} }}")
-    nft.run("\n".join(lines))
-
-
-def _nft_key(key: Any) -> str:
-    if isinstance(key, dict) and "concat" in key:
-        return " . ".join(_nft_key(k) for k in key["concat"])
-    return str(key)
-
-
 def spoof_script(owner: str, host_veth: str, mac: str) -> str:
     t = f"bridge {SPOOF_TABLE}"
     return "\n".join([
@@ -261,12 +241,10 @@ class Bridge:
                 _ensure_gateway_addr(host, br.index, n.bridge, gw, n.force_address)
                 sysctl.write("net.ipv4.ip_forward" if gw.version == 4 else "net.ipv6.conf.all.forwarding", 1)
         if n.ip_masq and ips:
-            undo.callback(_drop_elements, "inet", MASQ_TABLE, ("masq4", "masq6"),
-                          lambda c, o=_owner(a): c != o)
+            undo.callback(nft.delete_elements_where, "inet", MASQ_TABLE, lambda c, o=_owner(a): c == o)
             nft.run(masq_script(_owner(a), ips))
         if n.macspoofchk:
-            undo.callback(_drop_elements, "bridge", SPOOF_TABLE, ("ports", "allowed"),
-                          lambda c, o=_owner(a): c != o, True)
+            undo.callback(nft.delete_elements_where, "bridge", SPOOF_TABLE, lambda c, o=_owner(a): c == o)
             nft.run(spoof_script(_owner(a), veth.name, pod_link.mac))
         host.wait_oper_up(veth.index)
         br = host.require(n.bridge)
@@ -289,9 +267,13 @@ class Bridge:
                 pod.delete(a.ifname)
         if n.ipam_type:
             invoke.delegate(n.ipam_type, "DEL", env, a.stdin)
+        # The config does not change between ADD and DEL (spec), so only what ADD made is looked at;
+        # GC sweeps both tables whatever the config says.
         owner = _owner(a)
-        _drop_elements("inet", MASQ_TABLE, ("masq4", "masq6"), lambda c: c != owner)
-        _drop_elements("bridge", SPOOF_TABLE, ("ports", "allowed"), lambda c: c != owner, True)
+        if n.ip_masq:
+            nft.delete_elements_where("inet", MASQ_TABLE, lambda c: c == owner)
+        if n.macspoofchk:
+            nft.delete_elements_where("bridge", SPOOF_TABLE, lambda c: c == owner)
 
     def check(self, a: CmdArgs) -> None:
         n = load(a)
@@ -343,10 +325,9 @@ class Bridge:
                 errors.append(str(e))
         keep = {f"{a.network}/{cid}/{ifn}" for cid, ifn in valid_attachments(a.conf)}
         mine = f"{a.network}/"
-        for family, table, maps, is_set in (("inet", MASQ_TABLE, ("masq4", "masq6"), False),
-                                            ("bridge", SPOOF_TABLE, ("ports", "allowed"), True)):
+        for family, table in (("inet", MASQ_TABLE), ("bridge", SPOOF_TABLE)):
             try:
-                _drop_elements(family, table, maps, lambda c: not c.startswith(mine) or c in keep, is_set)
+                nft.delete_elements_where(family, table, lambda c: c.startswith(mine) and c not in keep)
             except nft.NftError as e:
                 errors.append(str(e))
         if errors:

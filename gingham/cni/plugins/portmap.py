@@ -27,8 +27,6 @@ from .host_local import valid_attachments
 
 TABLE = "gingham-hostport"
 T = f"inet {TABLE}"
-_MAPS = ("hostports4", "hostports6", "hostip4", "hostip6")
-_SETS = ("hairpin4", "hairpin6", "local4", "all4", "all6")
 
 
 @dataclass(frozen=True)
@@ -138,27 +136,13 @@ def add_script(owner: str, mappings: list[Mapping], ips: dict[int, str], snat: b
     return "\n".join(lines) + "\n"
 
 
-def _key(k: Any) -> str:
-    if isinstance(k, dict) and "concat" in k:
-        return " . ".join(_key(x) for x in k["concat"])
-    return str(k)
-
-
 def _elements() -> list[tuple[str, str, str]]:
-    """(container name, key, owner) for every element gingham-hostport holds."""
-    out = []
-    for m in _MAPS:
-        out += [(m, _key(k), o) for k, _, o in nft.map_elements("inet", TABLE, m)]
-    for s in _SETS:
-        out += [(s, _key(k), o) for k, o in nft.set_elements("inet", TABLE, s)]
-    return out
+    """(map or set, key, owner) for every element gingham-hostport holds."""
+    return [(name, key, owner) for name, elems in nft.elements("inet", TABLE).items() for key, owner in elems]
 
 
-def drop(keep: Any) -> None:
-    if not nft.table_exists("inet", TABLE):
-        return
-    nft.run("\n".join(f"delete element {T} {name} {{ {key} }}" for name, key, owner in _elements()
-                      if owner and not keep(owner)))
+def drop(should_drop: Any) -> None:
+    nft.delete_elements_where("inet", TABLE, should_drop)
 
 
 def _keys(m: Mapping) -> list[tuple[str, str]]:
@@ -170,8 +154,6 @@ def _keys(m: Mapping) -> list[tuple[str, str]]:
 
 
 def _check_conflicts(owner: str, mappings: list[Mapping]) -> None:
-    if not nft.table_exists("inet", TABLE):
-        return
     taken = {(name, key): o for name, key, o in _elements() if name.startswith("host")}
     for m in mappings:
         for k in _keys(m):
@@ -223,7 +205,7 @@ class Portmap:
 
     def delete(self, a: CmdArgs) -> None:
         owner = f"{a.network}/{a.container_id}/{a.ifname}"
-        drop(lambda o: o != owner)
+        drop(lambda o: o == owner)
 
     def check(self, a: CmdArgs) -> None:
         mappings, _, _ = load(a)
@@ -241,7 +223,7 @@ class Portmap:
 
     def gc(self, a: CmdArgs) -> None:
         keep = {f"{a.network}/{cid}/{ifn}" for cid, ifn in valid_attachments(a.conf)}
-        drop(lambda o: not o.startswith(f"{a.network}/") or o in keep)
+        drop(lambda o: o.startswith(f"{a.network}/") and o not in keep)
 
 
 PLUGIN = Portmap()

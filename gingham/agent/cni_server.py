@@ -7,15 +7,17 @@ other network or mount namespaces is told to fall back and do the work itself.
 
 from __future__ import annotations
 
+import json
 import os
 import socketserver
 import sys
 import threading
+import time
 import traceback
 
 from ..cni import spec
 from ..cni.plugins import registry
-from ..cni.shim import namespace_ids, recv_msg, send_msg
+from ..cni.shim import VERSION, encode, namespace_ids, recv_frame
 from ..cni.skel import dispatch
 from ..cni.spec import CNIError
 
@@ -23,29 +25,29 @@ from ..cni.spec import CNIError
 class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         try:
-            req = recv_msg(self.request)
-        except (ConnectionError, ValueError):
+            req = recv_frame(self.request)
+        except (ConnectionError, OSError):
             return
-        if not isinstance(req, dict) or req.get("ns") != self.server.ns_ids:  # type: ignore[attr-defined]
-            send_msg(self.request, {"fallback": True})
+        if len(req) < 4 or req[0] != VERSION or req[2] != self.server.ns_ids:  # type: ignore[attr-defined]
+            self.request.sendall(encode([b"fallback", b"", b""]))
             return
-        plugin = registry.get(str(req.get("plugin")))
+        name, stdin = req[1].decode(), req[3]
+        env = {req[i].decode(): req[i + 1].decode("utf-8", "surrogateescape") for i in range(4, len(req) - 1, 2)}
+        plugin = registry.get(name)
         if plugin is None:
-            err = CNIError(spec.ERR_INVALID_CONFIG, f"unknown gingham plugin {req.get('plugin')!r}")
-            send_msg(self.request, {"stdout": spec_json(err), "rc": 1})
-            return
-        try:
-            out, rc = dispatch(dict(req.get("env") or {}), str(req.get("stdin", "")).encode("utf-8", "surrogateescape"),
-                               plugin)
-        except Exception:  # dispatch converts errors itself; this is a last guard for the socket
-            traceback.print_exc(file=sys.stderr)
-            out, rc = spec_json(CNIError(spec.ERR_INTERNAL, "agent failed")).encode(), 1
-        send_msg(self.request, {"stdout": out.decode("utf-8", "surrogateescape"), "rc": rc})
-
-
-def spec_json(err: CNIError) -> str:
-    import json
-    return json.dumps(err.to_dict()) + "\n"
+            err = CNIError(spec.ERR_INVALID_CONFIG, f"unknown gingham plugin {name!r}")
+            out, rc = (json.dumps(err.to_dict()) + "\n").encode(), 1
+        else:
+            t = time.perf_counter()
+            try:
+                out, rc = dispatch(env, stdin, plugin)
+            except Exception:  # dispatch converts errors itself; this is a last guard for the socket
+                traceback.print_exc(file=sys.stderr)
+                out, rc = (json.dumps(CNIError(spec.ERR_INTERNAL, "agent failed").to_dict()) + "\n").encode(), 1
+            print(f"cni {env.get('CNI_COMMAND', '?')} {name} {env.get('CNI_CONTAINERID', '-')}/"
+                  f"{env.get('CNI_IFNAME', '-')} rc={rc} {1000 * (time.perf_counter() - t):.1f}ms",
+                  file=sys.stderr, flush=True)
+        self.request.sendall(encode([b"ok", str(rc).encode(), out]))
 
 
 class CNIServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

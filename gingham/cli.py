@@ -54,6 +54,10 @@ def _install_cni(args: argparse.Namespace) -> int:
 
 
 def _agent(args: argparse.Namespace) -> int:
+    if args.lab_dir:
+        from .agent.node import NodeAgent
+        NodeAgent(args.lab_dir, args.node).run()
+        return 0
     from .agent import cni_server
     cni_server.warm_up()
     srv = cni_server.CNIServer(args.cni_socket)
@@ -99,7 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("agent", help="the node agent (serves the CNI plugins over a unix socket)")
     a.add_argument("--cni-socket", default="/run/gingham/cni.sock")
     a.add_argument("--ready-file", default="")
+    a.add_argument("--lab-dir", default="", help="run as the node agent of a lab node (with --node)")
+    a.add_argument("--node", default="")
     a.set_defaults(fn=_agent)
+
+    from .lab import cli as lab_cli
+    lab_cli.add_parser(sub)
 
     d = sub.add_parser("demo", help="two pods on a bridge, made with the gingham plugins, talking")
     d.set_defaults(fn=_demo)
@@ -108,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.cmd == "lab":
+        from .lab import cli as lab_cli
+        sys.exit(lab_cli.run(args))
     try:
         rc = args.fn(args)
     except CNIError as e:

@@ -110,13 +110,16 @@ def select_version(conf: dict[str, Any], where: str) -> str:
 
 
 class Runtime:
-    def __init__(self, cni_path: str = DEFAULT_CNI_PATH, cache_dir: str = DEFAULT_CACHE_DIR) -> None:
+    def __init__(self, cni_path: str = DEFAULT_CNI_PATH, cache_dir: str = DEFAULT_CACHE_DIR,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.cni_path = cni_path
         self.cache_dir = cache_dir
+        self.extra_env = extra_env or {}
 
     # -- exec ------------------------------------------------------------------------
     def _env(self, command: str, att: Attachment | None) -> dict[str, str]:
-        env = {"CNI_COMMAND": command, "CNI_PATH": self.cni_path, "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+        env = {"CNI_COMMAND": command, "CNI_PATH": self.cni_path,
+               "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **self.extra_env}
         if att is not None:
             env.update({"CNI_CONTAINERID": att.container_id, "CNI_NETNS": att.netns,
                         "CNI_IFNAME": att.ifname, "CNI_ARGS": att.cni_args()})

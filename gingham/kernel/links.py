@@ -263,14 +263,43 @@ class Netlink:
                    "scope": m["scope"], "table": m.get_attr("RTA_TABLE") or m["table"]}
 
     # -- neighbours and fdb (the overlay's entries) -----------------------------
+    def ensure_vxlan(self, name: str, vni: int, local: str, port: int, uplink: int, mac: str, mtu: int) -> Link:
+        """A VXLAN device with learning off; an existing one with other parameters is recreated."""
+        link = self.link(name)
+        if link is not None and (link.kind != "vxlan" or link.mac != mac):
+            self.delete(name)
+            link = None
+        if link is None:
+            self._call(f"create vxlan {name}", "add", ifname=name, kind="vxlan", vxlan_id=vni, vxlan_local=local,
+                       vxlan_port=port, vxlan_learning=0, vxlan_link=uplink, address=mac, mtu=mtu)
+            link = self.require(name)
+        if not link.up:
+            self.set(link.index, f"bring {name} up", state="up")
+        return self.require(name)
+
     def neigh_replace(self, index: int, ip: str, mac: str) -> None:
         try:
             self.ipr.neigh("replace", ifindex=index, dst=ip, lladdr=mac, state=0x80)  # NUD_PERMANENT
         except NetlinkError as e:
             raise _wrap(e, f"neighbour {ip}") from e
 
-    def fdb_append(self, index: int, mac: str, dst_ip: str) -> None:
+    def fdb_entries(self, index: int) -> set[tuple[str, str]]:
+        out = set()
+        for m in self._dump(self.ipr.fdb, "dump", ifindex=index):
+            if m.get("ifindex") == index and m.get_attr("NDA_DST"):
+                out.add((m.get_attr("NDA_LLADDR"), m.get_attr("NDA_DST")))
+        return out
+
+    def fdb_add(self, index: int, mac: str, dst_ip: str) -> None:
         try:
-            self.ipr.fdb("replace", ifindex=index, lladdr=mac, dst=dst_ip, state=0x80)
+            self.ipr.fdb("append", ifindex=index, lladdr=mac, dst=dst_ip)
         except NetlinkError as e:
-            raise _wrap(e, f"fdb {mac} -> {dst_ip}") from e
+            if e.code != errno.EEXIST:
+                raise _wrap(e, f"fdb {mac} -> {dst_ip}") from e
+
+    def fdb_del(self, index: int, mac: str, dst_ip: str) -> None:
+        try:
+            self.ipr.fdb("del", ifindex=index, lladdr=mac, dst=dst_ip)
+        except NetlinkError as e:
+            if e.code not in (errno.ENOENT, errno.ESRCH):
+                raise _wrap(e, f"fdb {mac} -> {dst_ip}") from e

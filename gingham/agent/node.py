@@ -1,0 +1,259 @@
+"""The node agent of a lab node: kubelet's pod lifecycle, Flannel's overlay, one reconcile loop.
+
+It runs inside its node's network namespace, reads the lab store, and makes the node
+match it: the overlay (VTEP, neighbours, FDB, routes, or host-gw routes), the node's
+masquerade for traffic leaving the pod network, and one network namespace per pod of
+this node, attached through CNI exactly as kubelet would, with a workload that answers
+on the pod's ports. Every pass recomputes from the store and changes only differences,
+so a restarted agent adopts what is there and converges without touching live pods.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from ..cni import install
+from ..cni.runtime import Attachment, Network, Runtime
+from ..cni.spec import CNIError
+from ..kernel import netns, nft
+from ..kernel.links import Netlink
+from ..model.objects import ClusterState, Pod
+from ..overlay.plan import OverlayPlan, compile_overlay
+from .cni_server import CNIServer, warm_up
+from .store import Store, decode_state, write_json
+
+NODE_TABLE = "gingham-node"
+BRIDGE = "cni0"
+UPLINK = "eth0"
+
+
+def pod_netns(lab: str, pod: Pod) -> str:
+    # Kubernetes namespaces hold no dots, so "<ns>.<pod>" cannot be mistaken for another pair.
+    return f"gl-{lab}-pod-{pod.namespace}.{pod.name}"
+
+
+def container_id(pod: Pod) -> str:
+    return f"{pod.namespace}.{pod.name}"
+
+
+def conflist(pod_cidr: str, mtu: int, data_dir: str) -> dict[str, Any]:
+    return {"cniVersion": "1.1.0", "name": "gingham", "plugins": [
+        {"type": "gingham-bridge", "bridge": BRIDGE, "isGateway": True, "hairpinMode": True, "mtu": mtu,
+         "ipam": {"type": "gingham-host-local", "dataDir": data_dir, "ranges": [[{"subnet": pod_cidr}]],
+                  "routes": [{"dst": "0.0.0.0/0"}]}},
+        {"type": "gingham-portmap", "capabilities": {"portMappings": True}, "snat": True},
+        {"type": "gingham-loopback"}]}
+
+
+def node_nat_script(pod_cidr: str) -> str:
+    """Pods keep their address inside the pod network; leaving it, they take the node's."""
+    t = f"ip {NODE_TABLE}"
+    return (f"add table {t}\nadd chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n"
+            f"flush chain {t} postrouting\n"
+            f"add rule {t} postrouting ip saddr {pod_cidr} ip daddr != {pod_cidr} oifname != \"{BRIDGE}\" masquerade\n")
+
+
+def pid_alive(pid: int, needle: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return needle.encode() in f.read()
+    except OSError:
+        return False
+
+
+class NodeAgent:
+    def __init__(self, lab_dir: str, node: str) -> None:
+        self.store = Store(lab_dir)
+        self.node = node
+        self.dir = self.store.node_dir(node)
+        os.makedirs(self.dir, exist_ok=True)
+        self.sock = os.path.join(self.dir, "cni.sock")
+        self.bin = os.path.join(self.dir, "bin")
+        self.rt = Runtime(self.bin, os.path.join(self.dir, "cache"), extra_env={"GINGHAM_CNI_SOCKET": self.sock})
+        self.pods_file = os.path.join(self.dir, "pods.json")
+        self.stop = threading.Event()
+        self.applied = 0
+
+    # -- records -------------------------------------------------------------------
+    def load_pods(self) -> dict[str, dict[str, Any]]:
+        try:
+            with open(self.pods_file) as f:
+                return dict(json.load(f))
+        except (OSError, ValueError):
+            return {}
+
+    def save_pods(self, pods: dict[str, dict[str, Any]]) -> None:
+        write_json(self.pods_file, pods)
+
+    # -- the loop --------------------------------------------------------------------
+    def run(self) -> None:
+        install.install(self.bin)
+        warm_up()
+        server = CNIServer(self.sock)
+        server.start()
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        last_full = 0.0
+        try:
+            while not self.stop.is_set():
+                rev = self.store.revision()
+                if rev != self.applied or time.monotonic() - last_full > 5:
+                    try:
+                        self.reconcile()
+                        last_full = time.monotonic()
+                    except Exception:
+                        traceback.print_exc(file=sys.stderr)
+                        time.sleep(0.5)
+                self.stop.wait(0.1)
+        finally:
+            server.stop()
+
+    def reconcile(self) -> None:
+        doc = self.store.read()
+        rev = int(doc["revision"])
+        state = decode_state(doc)
+        nodes: dict[str, dict[str, Any]] = doc["nodes"]
+        lab = doc["lab"]
+        me = nodes[self.node]
+        with Netlink() as nl:
+            mtu = nl.require(UPLINK).mtu
+        plan = compile_overlay(state.cluster.overlay, self.node, nodes, UPLINK, mtu)
+        self.apply_overlay(plan, state.cluster.pod_cidr, me["podCIDR"])
+        nft.run(node_nat_script(state.cluster.pod_cidr))
+        conf_path = os.path.join(self.dir, "cni.conflist")
+        conf = conflist(me["podCIDR"], plan.pod_mtu, os.path.join(self.dir, "ipam"))
+        raw = json.dumps(conf, indent=1)
+        if not os.path.exists(conf_path) or open(conf_path).read() != raw:
+            with open(conf_path, "w") as f:
+                f.write(raw)
+        net = Network.parse(raw.encode(), conf_path)
+        self.reconcile_pods(lab, state, net)
+        self.applied = rev
+        pods = self.load_pods()
+        write_json(os.path.join(self.dir, "status.json"),
+                   {"revision": rev, "node": self.node, "pods": pods, "overlay": plan.mode, "podMTU": plan.pod_mtu,
+                    "agentPid": os.getpid(), "time": time.time()})
+
+    # -- overlay ---------------------------------------------------------------------
+    def apply_overlay(self, plan: OverlayPlan, cluster_cidr: str, own_cidr: str) -> None:
+        cluster = ipaddress.ip_network(cluster_cidr)
+        with Netlink() as nl:
+            uplink = nl.require(UPLINK)
+            dev_index = uplink.index
+            if plan.vtep:
+                v = plan.vtep
+                vt = nl.ensure_vxlan(v["name"], v["vni"], v["local"], v["port"], uplink.index, v["mac"], v["mtu"])
+                dev_index = vt.index
+                nl.add_address(vt.index, ipaddress.ip_interface(v["address"]))
+                for ip, mac in plan.neighbours:
+                    nl.neigh_replace(vt.index, ip, mac)
+                want = set(plan.fdb)
+                have = nl.fdb_entries(vt.index)
+                for mac, dst in want - have:
+                    nl.fdb_add(vt.index, mac, dst)
+                for mac, dst in have - want:
+                    nl.fdb_del(vt.index, mac, dst)
+            wanted = {r.dst for r in plan.routes}
+            for r in plan.routes:
+                idx = dev_index if r.dev != UPLINK else uplink.index
+                nl.add_route(r.dst, idx, gw=r.via, onlink=r.onlink, replace=True)
+            for r in nl.routes():
+                dst = r["dst"]
+                net = ipaddress.ip_network(dst, strict=False)
+                if net.version == 4 and net.subnet_of(cluster) and net != cluster and dst not in wanted \
+                        and dst != own_cidr and r.get("gw"):
+                    nl.del_route(dst, r["oif"], r["gw"])
+
+    # -- pods ------------------------------------------------------------------------
+    def reconcile_pods(self, lab: str, state: ClusterState, net: Network) -> None:
+        wanted = {k: p for k, p in state.pods.items() if p.node_name == self.node}
+        have = self.load_pods()
+        for key in [k for k in have if k not in wanted]:
+            self.teardown(net, key, have.pop(key))
+            self.save_pods(have)
+        for key, pod in wanted.items():
+            rec = have.get(key)
+            ports = [[p.port, p.protocol] for p in pod.ports]
+            if rec is not None and netns.exists(netns.path_of(rec["netns"])) and rec.get("ip"):
+                if rec.get("ports") != ports or not self.workload_alive(rec):
+                    self.stop_workload(rec)
+                    rec["pid"] = self.start_workload(rec["netns"], pod)
+                    rec["ports"] = ports
+                rec["labels"] = pod.labels
+                self.save_pods(have)
+                continue
+            if rec is not None:
+                self.teardown(net, key, rec)
+            have[key] = self.setup(lab, net, pod)
+            self.save_pods(have)
+
+    def attachment(self, pod: Pod, path: str) -> Attachment:
+        return Attachment(container_id(pod), path, "eth0",
+                          [("IgnoreUnknown", "1"), ("K8S_POD_NAMESPACE", pod.namespace), ("K8S_POD_NAME", pod.name),
+                           ("K8S_POD_INFRA_CONTAINER_ID", container_id(pod))])
+
+    def setup(self, lab: str, net: Network, pod: Pod) -> dict[str, Any]:
+        name = pod_netns(lab, pod)
+        if netns.exists(netns.path_of(name)):
+            netns.delete(name)
+        path = netns.add(name)
+        try:
+            result = self.rt.add(net, self.attachment(pod, path))
+        except CNIError:
+            netns.delete(name)
+            raise
+        ip = next((i["address"].split("/")[0] for i in result.get("ips", [])
+                   if ipaddress.ip_interface(i["address"]).version == 4), "")
+        rec = {"namespace": pod.namespace, "name": pod.name, "netns": name, "ip": ip, "labels": pod.labels,
+               "ports": [[p.port, p.protocol] for p in pod.ports], "cid": container_id(pod),
+               "hostVeth": result["interfaces"][1]["name"] if len(result.get("interfaces", [])) > 1 else ""}
+        rec["pid"] = self.start_workload(name, pod)
+        return rec
+
+    def teardown(self, net: Network, key: str, rec: dict[str, Any]) -> None:
+        self.stop_workload(rec)
+        ns, name = key.split("/", 1)
+        pod = Pod(ns, name)
+        path = netns.path_of(rec["netns"])
+        try:
+            self.rt.delete(net, self.attachment(pod, path))
+        except CNIError as e:
+            print(f"agent {self.node}: CNI DEL {key}: {e}", file=sys.stderr)
+        netns.delete(rec["netns"])
+
+    def start_workload(self, ns_name: str, pod: Pod) -> int:
+        if not pod.ports:
+            return 0
+        cmd = ["nsenter", f"--net={netns.path_of(ns_name)}", sys.executable, "-m", "gingham.lab.workload",
+               "--name", pod.name]
+        for p in pod.ports:
+            if p.protocol in ("TCP", "UDP", "SCTP"):
+                cmd += [f"--{p.protocol.lower()}", str(p.port)]
+        log = open(os.path.join(self.dir, "workloads.log"), "a")
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        return proc.pid
+
+    def workload_alive(self, rec: dict[str, Any]) -> bool:
+        return not rec.get("ports") or bool(rec.get("pid")) and pid_alive(int(rec["pid"]), "gingham.lab.workload")
+
+    def stop_workload(self, rec: dict[str, Any]) -> None:
+        pid = int(rec.get("pid") or 0)
+        if pid and pid_alive(pid, "gingham.lab.workload"):
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not pid_alive(pid, "gingham.lab.workload"):
+                    break
+                time.sleep(0.02)
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except (ChildProcessError, OSError):
+            pass

@@ -1,0 +1,151 @@
+"""`gingham lab ...`: thin calls into lab.cluster, printing tables or JSON (-o json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from ..kernel import netns
+from ..model.manifest import ManifestError
+from .cluster import Lab, LabError, list_labs
+from .probe import probe
+
+
+def _print(args: argparse.Namespace, rows: Any, cols: list[str] | None = None) -> None:
+    if getattr(args, "output", "") == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    if isinstance(rows, dict) or cols is None:
+        print(rows if isinstance(rows, str) else json.dumps(rows, indent=2))
+        return
+    table = [[c.upper() for c in cols]]
+    for r in rows:
+        table.append([",".join(f"{k}={v}" for k, v in r[c].items()) if isinstance(r[c], dict)
+                      else ",".join(r[c]) if isinstance(r[c], list) else str(r[c]) for c in cols])
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def cmd_up(a: argparse.Namespace) -> int:
+    lab = Lab(a.name)
+    meta = lab.up(a.file)
+    if a.output == "json":
+        _print(a, {"lab": a.name, "seconds": meta["upSeconds"], "nodes": lab.nodes(), "pods": lab.pods()})
+        return 0
+    nodes, pods = lab.nodes(), lab.pods()
+    print(f"lab {a.name} is up in {meta['upSeconds']:.1f}s: {len(nodes)} nodes ({nodes[0]['overlay']}), {len(pods)} pods")
+    _print(a, nodes, ["name", "ip", "podCIDR", "pods", "status"])
+    print()
+    _print(a, pods, ["namespace", "name", "node", "ip", "status"])
+    return 0
+
+
+def cmd_down(a: argparse.Namespace) -> int:
+    removed = Lab(a.name).down()
+    _print(a, {"lab": a.name, "removed": removed} if a.output == "json" else
+           f"lab {a.name}: removed {len(removed)} namespaces" if removed else f"lab {a.name}: nothing to remove")
+    return 0
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    _print(a, list_labs(), ["name", "cluster", "nodes", "pods", "overlay"])
+    return 0
+
+
+def cmd_apply(a: argparse.Namespace) -> int:
+    lab = Lab(a.name)
+    t = time.monotonic()
+    rev = (lab.apply if a.cmd == "apply" else lab.delete)(a.file)
+    _print(a, {"lab": a.name, "revision": rev, "seconds": round(time.monotonic() - t, 2)} if a.output == "json"
+           else f"lab {a.name}: revision {rev} applied on every node in {time.monotonic() - t:.1f}s")
+    return 0
+
+
+def cmd_get(a: argparse.Namespace) -> int:
+    lab = Lab(a.name)
+    if a.what in ("nodes", "node"):
+        _print(a, lab.nodes(), ["name", "ip", "podCIDR", "overlay", "pods", "status"])
+    elif a.what in ("pods", "pod"):
+        _print(a, lab.pods(a.namespace), ["namespace", "name", "node", "ip", "ports", "labels", "status"])
+    else:
+        _print(a, lab.services(a.namespace), ["namespace", "name", "type", "clusterIP", "ports", "selector"])
+    return 0
+
+
+def cmd_exec(a: argparse.Namespace) -> int:
+    path = Lab(a.name).target_netns(a.target)
+    cmd = [c for c in a.command if c != "--"] if a.command and a.command[0] == "--" else a.command
+    if not cmd:
+        raise LabError("give a command after --, e.g. gingham lab exec default/web-0 -- ip addr")
+    os.execvp("ip", ["ip", "netns", "exec", os.path.basename(path), *cmd])
+    return 1
+
+
+def cmd_probe(a: argparse.Namespace) -> int:
+    lab = Lab(a.name)
+    src = lab.target_netns(a.source)
+    dst = lab.resolve(a.dest)
+    t = time.monotonic()
+    with netns.entered(src):
+        who = probe(dst, a.port, a.protocol, a.timeout)
+    ms = 1000 * (time.monotonic() - t)
+    out = {"source": a.source, "destination": a.dest, "address": dst, "port": a.port, "protocol": a.protocol,
+           "connected": who is not None, "answeredBy": who, "ms": round(ms, 2)}
+    if a.output == "json":
+        _print(a, out)
+    elif who is not None:
+        print(f"{a.source} -> {dst}:{a.port}/{a.protocol}: answered by {who} ({ms:.1f} ms)")
+    else:
+        print(f"{a.source} -> {dst}:{a.port}/{a.protocol}: no answer within {a.timeout}s")
+    return 0 if who is not None else 1
+
+
+def add_parser(sub: Any) -> None:
+    lab = sub.add_parser("lab", help="a multi-node cluster network on this host, from Kubernetes YAML")
+    ls = lab.add_subparsers(dest="cmd", required=True)
+
+    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--name", default=os.environ.get("GINGHAM_LAB", "lab"), help="which lab (default: lab)")
+        p.add_argument("-o", "--output", choices=["json", "table"], default="table")
+        return p
+
+    p = common(ls.add_parser("up", help="build a lab from YAML"))
+    p.add_argument("-f", "--file", action="append", required=True)
+    p.set_defaults(fn=cmd_up)
+    common(ls.add_parser("down", help="remove everything a lab made")).set_defaults(fn=cmd_down)
+    common(ls.add_parser("list", help="labs that are up")).set_defaults(fn=cmd_list)
+    for verb in ("apply", "delete"):
+        p = common(ls.add_parser(verb, help=f"{verb} objects in a running lab"))
+        p.add_argument("-f", "--file", action="append", required=True)
+        p.set_defaults(fn=cmd_apply)
+    p = common(ls.add_parser("get", help="nodes, pods or services"))
+    p.add_argument("what", choices=["nodes", "node", "pods", "pod", "services", "svc"])
+    p.add_argument("-n", "--namespace", default=None)
+    p.set_defaults(fn=cmd_get)
+    p = common(ls.add_parser("exec", help="run a command in a pod (NS/POD), node/NAME or external"))
+    p.add_argument("target")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_exec)
+    p = common(ls.add_parser("probe", help="connect from SOURCE to DEST:PORT and show who answered"))
+    p.add_argument("source")
+    p.add_argument("dest")
+    p.add_argument("port", type=int)
+    p.add_argument("--protocol", default="TCP", type=str.upper, choices=["TCP", "UDP", "SCTP"])
+    p.add_argument("--timeout", type=float, default=2.0)
+    p.set_defaults(fn=cmd_probe)
+
+
+def run(a: argparse.Namespace) -> int:
+    try:
+        return int(a.fn(a))
+    except ManifestError as e:
+        print(f"gingham lab: invalid manifest: {e}", file=sys.stderr)
+        return 2
+    except LabError as e:
+        print(f"gingham lab: {e}", file=sys.stderr)
+        return 1

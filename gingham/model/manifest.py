@@ -1,0 +1,236 @@
+"""Loading Kubernetes YAML into a ClusterState, refusing bad documents with a precise error.
+
+Every error names the file, the document's position in it, the object and the field, so
+a person can go straight to the line. Nothing is returned unless every document is valid.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import replace
+from typing import Any, Iterable
+
+import yaml
+
+from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+KINDS = {
+    ("v1", "Namespace"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Service"),
+    ("networking.k8s.io/v1", "NetworkPolicy"), ("gingham.dev/v1alpha1", "Cluster"),
+}
+
+
+class ManifestError(ValueError):
+    def __init__(self, file: str, doc: int, obj: str, field: str, msg: str) -> None:
+        self.file, self.doc, self.obj, self.field, self.msg = file, doc, obj, field, msg
+        super().__init__(f"{file}: document {doc} ({obj}): {field}: {msg}")
+
+
+class _Doc:
+    """One YAML document and where it came from, for error messages."""
+
+    def __init__(self, file: str, index: int, body: Any) -> None:
+        self.file, self.index, self.body = file, index, body
+        meta = body.get("metadata") if isinstance(body, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        kind = body.get("kind") if isinstance(body, dict) else None
+        self.label = f"{kind or '?'}/{name or '?'}"
+
+    def error(self, field: str, msg: str) -> ManifestError:
+        return ManifestError(self.file, self.index, self.label, field, msg)
+
+    def get(self, path: str, want: type | tuple[type, ...], default: Any = None, required: bool = False) -> Any:
+        cur: Any = self.body
+        for part in path.split("."):
+            if not isinstance(cur, dict) or part not in cur or cur[part] is None:
+                if required:
+                    raise self.error(path, "is required")
+                return default
+            cur = cur[part]
+        if not isinstance(cur, want) or (isinstance(cur, bool) and bool not in (want if isinstance(want, tuple) else (want,))):
+            names = "/".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
+            raise self.error(path, f"must be {names}, got {type(cur).__name__} {cur!r}")
+        return cur
+
+
+def read_documents(paths: Iterable[str]) -> list[_Doc]:
+    docs = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                loaded = list(yaml.safe_load_all(f))
+        except OSError as e:
+            raise ManifestError(path, 0, "-", "-", f"cannot read: {e.strerror}") from e
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"line {mark.line + 1}" if mark else "?"
+            raise ManifestError(path, 0, "-", where, f"not valid YAML: {getattr(e, 'problem', e)}") from e
+        for i, body in enumerate(loaded, 1):
+            if body is None:
+                continue
+            if not isinstance(body, dict):
+                raise ManifestError(path, i, "?", "-", "a document must be a mapping (an object)")
+            if body.get("kind") == "List" and isinstance(body.get("items"), list):
+                docs += [_Doc(path, i, item) for item in body["items"]]
+            else:
+                docs.append(_Doc(path, i, body))
+    return docs
+
+
+def _labels(d: _Doc, path: str) -> dict[str, str]:
+    labels = d.get(path, dict, {})
+    for k, v in labels.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise d.error(f"{path}.{k}", f"label values must be strings, got {v!r} (quote it)")
+    return dict(labels)
+
+
+def _name(d: _Doc, pattern: re.Pattern[str] = _DNS1123_SUBDOMAIN, max_len: int = 253) -> str:
+    name = d.get("metadata.name", str, required=True)
+    if len(name) > max_len or not pattern.match(name):
+        raise d.error("metadata.name", f"{name!r} is not a valid name (lowercase letters, digits, '-')")
+    return name
+
+
+def _ports(d: _Doc, containers_path: str) -> tuple[ContainerPort, ...]:
+    containers = d.get(containers_path, list, required=True)
+    out = []
+    for ci, c in enumerate(containers):
+        if not isinstance(c, dict):
+            raise d.error(f"{containers_path}[{ci}]", "must be a container object")
+        for pi, p in enumerate(c.get("ports") or []):
+            where = f"{containers_path}[{ci}].ports[{pi}]"
+            if not isinstance(p, dict):
+                raise d.error(where, "must be an object with containerPort")
+            port = p.get("containerPort")
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                raise d.error(f"{where}.containerPort", f"must be a port number 1-65535, got {port!r}")
+            proto = p.get("protocol", "TCP")
+            if proto not in PROTOCOLS:
+                raise d.error(f"{where}.protocol", f"must be one of {', '.join(PROTOCOLS)}, got {proto!r}")
+            name = p.get("name", "")
+            if name and (not isinstance(name, str) or len(name) > 15 or not _PORT_NAME.match(name)):
+                raise d.error(f"{where}.name", f"{name!r} is not a valid port name (at most 15 lowercase chars)")
+            out.append(ContainerPort(port, proto, name))
+    return tuple(out)
+
+
+def _cluster(d: _Doc) -> Cluster:
+    name = _name(d, _DNS1123_LABEL, 40)
+    raw_nodes = d.get("spec.nodes", (int, list), 2)
+    if isinstance(raw_nodes, int):
+        if not 1 <= raw_nodes <= 64:
+            raise d.error("spec.nodes", f"must be between 1 and 64, got {raw_nodes}")
+        nodes = tuple(f"node-{i}" for i in range(1, raw_nodes + 1))
+    else:
+        for i, n in enumerate(raw_nodes):
+            if not isinstance(n, str) or len(n) > 20 or not _DNS1123_LABEL.match(n):
+                raise d.error(f"spec.nodes[{i}]", f"{n!r} is not a valid node name (a DNS label of at most 20 chars)")
+        if len(set(raw_nodes)) != len(raw_nodes) or not raw_nodes:
+            raise d.error("spec.nodes", "node names must be unique and at least one")
+        nodes = tuple(raw_nodes)
+    cidrs = {}
+    for key, default in (("podCIDR", "10.244.0.0/16"), ("serviceCIDR", "10.96.0.0/16")):
+        raw = d.get(f"spec.{key}", str, default)
+        try:
+            cidrs[key] = ipaddress.ip_network(raw)
+        except ValueError:
+            raise d.error(f"spec.{key}", f"{raw!r} is not a CIDR with its host bits zero") from None
+        if cidrs[key].version != 4:
+            raise d.error(f"spec.{key}", "the lab is IPv4-only for now")
+    if cidrs["podCIDR"].overlaps(cidrs["serviceCIDR"]):
+        raise d.error("spec.serviceCIDR", f"overlaps podCIDR {cidrs['podCIDR']}")
+    mask = d.get("spec.nodeCIDRMaskSize", int, 24)
+    if not cidrs["podCIDR"].prefixlen <= mask <= 28:
+        raise d.error("spec.nodeCIDRMaskSize", f"must be between {cidrs['podCIDR'].prefixlen} and 28, got {mask}")
+    if 2 ** (mask - cidrs["podCIDR"].prefixlen) < len(nodes):
+        raise d.error("spec.podCIDR", f"{cidrs['podCIDR']} has room for fewer than {len(nodes)} /{mask} node subnets")
+    overlay = d.get("spec.overlay", str, "vxlan")
+    if overlay not in ("vxlan", "host-gw"):
+        raise d.error("spec.overlay", f"must be vxlan or host-gw, got {overlay!r}")
+    return Cluster(name, nodes, str(cidrs["podCIDR"]), str(cidrs["serviceCIDR"]), mask, overlay)
+
+
+def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterState:
+    """Validates every document of `paths` and returns the state they describe (merged onto `base`)."""
+    docs = read_documents(paths)
+    state = ClusterState() if base is None else ClusterState(base.cluster, dict(base.namespaces), dict(base.pods),
+                                                              dict(base.objects))
+    seen: dict[str, _Doc] = {}
+    pending_pods: list[tuple[_Doc, Pod]] = []
+    for d in docs:
+        api, kind = d.body.get("apiVersion"), d.body.get("kind")
+        if not isinstance(kind, str) or not kind:
+            raise d.error("kind", "is required")
+        if (api, kind) not in KINDS:
+            known = ", ".join(f"{a} {k}" for a, k in sorted(KINDS))
+            raise d.error("apiVersion/kind", f"{api} {kind} is not something the lab understands ({known})")
+        ns = d.get("metadata.namespace", str, "default")
+        if kind == "Cluster":
+            if base is not None and base.cluster.name:
+                pass  # apply/delete do not change the cluster itself
+            else:
+                state.cluster = _cluster(d)
+            continue
+        name = _name(d) if kind != "Namespace" else _name(d, _DNS1123_LABEL, 63)
+        key = f"{kind}/{ns if kind != 'Namespace' else ''}/{name}"
+        if key in seen:
+            prev = seen[key]
+            raise d.error("metadata.name", f"{kind} {name} is defined twice (also in {prev.file}, document {prev.index})")
+        seen[key] = d
+        if kind == "Namespace":
+            state.namespaces[name] = Namespace(name, _labels(d, "metadata.labels"))
+        elif kind == "Pod":
+            pending_pods.append((d, Pod(ns, name, _labels(d, "metadata.labels"), d.get("spec.nodeName", str, ""),
+                                        _ports(d, "spec.containers"))))
+        elif kind == "Deployment":
+            replicas = d.get("spec.replicas", int, 1)
+            if replicas < 0 or replicas > 500:
+                raise d.error("spec.replicas", f"must be between 0 and 500, got {replicas}")
+            sel = d.get("spec.selector.matchLabels", dict, required=True)
+            tlabels = _labels(d, "spec.template.metadata.labels")
+            for k, v in sel.items():
+                if tlabels.get(k) != v:
+                    raise d.error("spec.selector.matchLabels", f"{k}={v} does not match the template's labels")
+            ports = _ports(d, "spec.template.spec.containers")
+            node = d.get("spec.template.spec.nodeName", str, "")
+            for i in range(replicas):
+                pending_pods.append((d, Pod(ns, f"{name}-{i}", tlabels, node, ports, f"Deployment/{name}")))
+            state.objects[f"Deployment/{ns}/{name}"] = Object(kind, ns, name, d.body)
+        else:
+            d.get("spec", dict, {})
+            state.objects[f"{kind}/{ns}/{name}"] = Object(kind, ns, name, d.body)
+    for d, pod in pending_pods:
+        if pod.node_name and pod.node_name not in state.cluster.nodes:
+            raise d.error("spec.nodeName", f"{pod.node_name!r} is not a node of cluster {state.cluster.name} "
+                                           f"({', '.join(state.cluster.nodes)})")
+        if pod.key in state.pods and base is not None and pod.key in base.pods:
+            pod = replace(pod, node_name=pod.node_name or base.pods[pod.key].node_name)
+        state.pods[pod.key] = pod
+    for pod in state.pods.values():
+        if pod.namespace not in state.namespaces:
+            state.namespaces[pod.namespace] = Namespace(pod.namespace)
+    state.namespaces.setdefault("default", Namespace("default"))
+    return state
+
+
+def schedule(state: ClusterState) -> ClusterState:
+    """Gives every pod without a node one, round-robin over the nodes in pod order."""
+    counts = {n: 0 for n in state.cluster.nodes}
+    for p in state.pods.values():
+        if p.node_name in counts:
+            counts[p.node_name] += 1
+    pods = {}
+    for key, p in state.pods.items():
+        if not p.node_name:
+            node = min(state.cluster.nodes, key=lambda n: (counts[n], state.cluster.nodes.index(n)))
+            counts[node] += 1
+            p = replace(p, node_name=node)
+        pods[key] = p
+    state.pods = pods
+    return state

@@ -1,0 +1,80 @@
+"""The cluster objects gingham needs, projected from Kubernetes YAML into frozen dataclasses.
+
+Only the fields a compiler or the lab reads are kept (CoreDNS's `ToService` idea); the
+raw manifest stays in `raw` so later compilers (Services, NetworkPolicy) can project more.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_POD_CIDR = "10.244.0.0/16"
+DEFAULT_SERVICE_CIDR = "10.96.0.0/16"
+
+
+@dataclass(frozen=True)
+class ContainerPort:
+    port: int
+    protocol: str = "TCP"
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pod:
+    namespace: str
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    node_name: str = ""
+    ports: tuple[ContainerPort, ...] = ()
+    owner: str = ""  # "Deployment/<name>" for replicas
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str = "lab"
+    nodes: tuple[str, ...] = ("node-1", "node-2")
+    pod_cidr: str = DEFAULT_POD_CIDR
+    service_cidr: str = DEFAULT_SERVICE_CIDR
+    node_cidr_mask: int = 24
+    overlay: str = "vxlan"
+
+    def node_cidrs(self) -> dict[str, str]:
+        """Each node's podCIDR: the i-th /mask of podCIDR, in node order (kube-controller-manager's job)."""
+        subnets = ipaddress.ip_network(self.pod_cidr).subnets(new_prefix=self.node_cidr_mask)
+        return {n: str(next(subnets)) for n in self.nodes}
+
+
+@dataclass(frozen=True)
+class Object:
+    """Any other manifest object (Service, NetworkPolicy, ...), kept whole for later compilers."""
+
+    kind: str
+    namespace: str
+    name: str
+    raw: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass
+class ClusterState:
+    """One consistent snapshot of everything the lab was given."""
+
+    cluster: Cluster = field(default_factory=Cluster)
+    namespaces: dict[str, Namespace] = field(default_factory=dict)
+    pods: dict[str, Pod] = field(default_factory=dict)
+    objects: dict[str, Object] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Node subnets -> the routes, VXLAN neighbours and FDB entries that make the pod network flat."""

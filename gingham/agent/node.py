@@ -194,6 +194,7 @@ class NodeAgent:
                 self.teardown(net, key, rec)
             have[key] = self.setup(lab, net, pod)
             self.save_pods(have)
+        self.wait_workloads(list(wanted.values()))
 
     def attachment(self, pod: Pod, path: str) -> Attachment:
         return Attachment(container_id(pod), path, "eth0",
@@ -222,6 +223,8 @@ class NodeAgent:
         self.stop_workload(rec)
         ns, name = key.split("/", 1)
         pod = Pod(ns, name)
+        if os.path.exists(self.ready_file(pod)):
+            os.unlink(self.ready_file(pod))
         path = netns.path_of(rec["netns"])
         try:
             self.rt.delete(net, self.attachment(pod, path))
@@ -232,8 +235,11 @@ class NodeAgent:
     def start_workload(self, ns_name: str, pod: Pod) -> int:
         if not pod.ports:
             return 0
+        ready = self.ready_file(pod)
+        if os.path.exists(ready):
+            os.unlink(ready)
         cmd = ["nsenter", f"--net={netns.path_of(ns_name)}", sys.executable, "-m", "gingham.lab.workload",
-               "--name", pod.name]
+               "--name", pod.name, "--ready", ready]
         for p in pod.ports:
             if p.protocol in ("TCP", "UDP", "SCTP"):
                 cmd += [f"--{p.protocol.lower()}", str(p.port)]
@@ -241,6 +247,18 @@ class NodeAgent:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         log.close()
         return proc.pid
+
+    def ready_file(self, pod: Pod) -> str:
+        d = os.path.join(self.dir, "ready")
+        os.makedirs(d, exist_ok=True)
+        return os.path.join(d, container_id(pod))
+
+    def wait_workloads(self, pods: list[Pod], timeout: float = 15) -> None:
+        """Pods count as up once their workload listens (a readiness probe, in kubelet's terms)."""
+        deadline = time.monotonic() + timeout
+        for pod in pods:
+            while pod.ports and not os.path.exists(self.ready_file(pod)) and time.monotonic() < deadline:
+                time.sleep(0.01)
 
     def workload_alive(self, rec: dict[str, Any]) -> bool:
         return not rec.get("ports") or bool(rec.get("pid")) and pid_alive(int(rec["pid"]), "gingham.lab.workload")

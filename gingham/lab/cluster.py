@@ -67,7 +67,10 @@ class Lab:
             raise LabError(f"no lab named {self.name!r} is up (gingham lab list)") from None
 
     def state(self) -> tuple[ClusterState, dict[str, Any]]:
-        doc = self.store.read()
+        try:
+            doc = self.store.read()
+        except OSError:
+            raise LabError(f"no lab named {self.name!r} is up (gingham lab list)") from None
         return decode_state(doc), doc
 
     # -- up / down ---------------------------------------------------------------------

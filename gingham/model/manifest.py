@@ -172,10 +172,11 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
             raise d.error("apiVersion/kind", f"{api} {kind} is not something the lab understands ({known})")
         ns = d.get("metadata.namespace", str, "default")
         if kind == "Cluster":
-            if base is not None and base.cluster.name:
-                pass  # apply/delete do not change the cluster itself
-            else:
-                state.cluster = _cluster(d)
+            cluster = _cluster(d)
+            if base is not None and cluster != base.cluster:
+                raise d.error("spec", f"the Cluster of a running lab cannot change (it is {base.cluster}); "
+                                      "use `gingham lab down` and `up` for a new one")
+            state.cluster = cluster
             continue
         name = _name(d) if kind != "Namespace" else _name(d, _DNS1123_LABEL, 63)
         key = f"{kind}/{ns if kind != 'Namespace' else ''}/{name}"

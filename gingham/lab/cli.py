@@ -38,7 +38,8 @@ def cmd_up(a: argparse.Namespace) -> int:
         _print(a, {"lab": a.name, "seconds": meta["upSeconds"], "nodes": lab.nodes(), "pods": lab.pods()})
         return 0
     nodes, pods = lab.nodes(), lab.pods()
-    print(f"lab {a.name} is up in {meta['upSeconds']:.1f}s: {len(nodes)} nodes ({nodes[0]['overlay']}), {len(pods)} pods")
+    print(f"lab {a.name!r} (cluster {meta['cluster']}) is up in {meta['upSeconds']:.1f}s: "
+          f"{len(nodes)} nodes on {nodes[0]['overlay']}, {len(pods)} pods")
     _print(a, nodes, ["name", "ip", "podCIDR", "pods", "status"])
     print()
     _print(a, pods, ["namespace", "name", "node", "ip", "status"])

@@ -126,6 +126,7 @@ class NodeAgent:
         with Netlink() as nl:
             mtu = nl.require(UPLINK).mtu
         plan = compile_overlay(state.cluster.overlay, self.node, nodes, UPLINK, mtu)
+        self.tune_node()
         self.apply_overlay(plan, state.cluster.pod_cidr, me["podCIDR"])
         nft.run(node_nat_script(state.cluster.pod_cidr))
         conf_path = os.path.join(self.dir, "cni.conflist")
@@ -141,6 +142,19 @@ class NodeAgent:
         write_json(os.path.join(self.dir, "status.json"),
                    {"revision": rev, "node": self.node, "pods": pods, "overlay": plan.mode, "podMTU": plan.pod_mtu,
                     "agentPid": os.getpid(), "time": time.time()})
+
+    def tune_node(self) -> None:
+        """Bridged pod-to-pod traffic skips the IP hooks (br_netfilter off in this node only).
+
+        Same-node pods then talk at veth speed; the sysctls are per network namespace, so
+        nothing outside this node changes. (A Service backend on the same bridge replying
+        to its client is the case that needs them back on; the Services compiler owns that.)
+        """
+        for fam in ("iptables", "ip6tables", "arptables"):
+            path = f"/proc/sys/net/bridge/bridge-nf-call-{fam}"
+            if os.path.exists(path):
+                with open(path, "w") as f:
+                    f.write("0")
 
     # -- overlay ---------------------------------------------------------------------
     def apply_overlay(self, plan: OverlayPlan, cluster_cidr: str, own_cidr: str) -> None:

@@ -271,7 +271,8 @@ class Netlink:
             link = None
         if link is None:
             self._call(f"create vxlan {name}", "add", ifname=name, kind="vxlan", vxlan_id=vni, vxlan_local=local,
-                       vxlan_port=port, vxlan_learning=0, vxlan_link=uplink, address=mac, mtu=mtu)
+                       vxlan_port=port, vxlan_learning=0, vxlan_link=uplink, address=mac, mtu=mtu,
+                       vxlan_udp_csum=0)
             link = self.require(name)
         if not link.up:
             self.set(link.index, f"bring {name} up", state="up")

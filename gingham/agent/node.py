@@ -21,14 +21,20 @@ import time
 import traceback
 from typing import Any
 
+import hashlib
+
 from ..cni import install
 from ..cni.runtime import Attachment, Network, Runtime
 from ..cni.spec import CNIError
-from ..kernel import netns, nft
+from ..kernel import arp, netns, nft
 from ..kernel.links import Netlink
 from ..model.objects import ClusterState, Pod
 from ..overlay.plan import OverlayPlan, compile_overlay
+from ..services import ruleset
+from ..services.compile import NodeContext, compile_services
 from .cni_server import CNIServer, warm_up
+from .endpoints import digest, endpoints_of
+from .health import HealthServers
 from .store import Store, decode_state, write_json
 
 NODE_TABLE = "gingham-node"
@@ -82,6 +88,11 @@ class NodeAgent:
         self.pods_file = os.path.join(self.dir, "pods.json")
         self.stop = threading.Event()
         self.applied = 0
+        self.services_rs: ruleset.Ruleset | None = None  # what the kernel holds, for partial syncs
+        self.services_seen = ""
+        self.endpoint_ips: dict[str, set[str]] = {}
+        self.health = HealthServers()
+        self.status: dict[str, Any] = {}
 
     # -- records -------------------------------------------------------------------
     def load_pods(self) -> dict[str, dict[str, Any]]:
@@ -101,19 +112,25 @@ class NodeAgent:
         server = CNIServer(self.sock)
         server.start()
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
-        last_full = 0.0
+        last_full = last_beat = 0.0
         try:
             while not self.stop.is_set():
                 rev = self.store.revision()
-                if rev != self.applied or time.monotonic() - last_full > 5:
-                    try:
+                try:
+                    if rev != self.applied or time.monotonic() - last_full > 5:
                         self.reconcile()
                         last_full = time.monotonic()
-                    except Exception:
-                        traceback.print_exc(file=sys.stderr)
-                        time.sleep(0.5)
-                self.stop.wait(0.1)
+                    self.sync_services()
+                    if time.monotonic() - last_beat > 1:
+                        self.write_status()
+                        last_beat = time.monotonic()
+                except Exception:
+                    traceback.print_exc(file=sys.stderr)
+                    self.services_rs = None  # the next sync writes the whole table again
+                    time.sleep(0.5)
+                self.stop.wait(0.05)
         finally:
+            self.health.stop()
             server.stop()
 
     def reconcile(self) -> None:
@@ -128,6 +145,8 @@ class NodeAgent:
         plan = compile_overlay(state.cluster.overlay, self.node, nodes, UPLINK, mtu)
         self.tune_node()
         self.apply_overlay(plan, state.cluster.pod_cidr, me["podCIDR"])
+        with Netlink() as nl:  # a real node reaches ClusterIPs through its default route; a lab node has none
+            nl.add_route(state.cluster.service_cidr, nl.require(UPLINK).index, scope=253, replace=True)
         nft.run(node_nat_script(state.cluster.pod_cidr))
         conf_path = os.path.join(self.dir, "cni.conflist")
         conf = conflist(me["podCIDR"], plan.pod_mtu, os.path.join(self.dir, "ipam"))
@@ -138,10 +157,82 @@ class NodeAgent:
         net = Network.parse(raw.encode(), conf_path)
         self.reconcile_pods(lab, state, net)
         self.applied = rev
-        pods = self.load_pods()
-        write_json(os.path.join(self.dir, "status.json"),
-                   {"revision": rev, "node": self.node, "pods": pods, "overlay": plan.mode, "podMTU": plan.pod_mtu,
-                    "agentPid": os.getpid(), "time": time.time()})
+        self.status.update({"overlay": plan.mode, "podMTU": plan.pod_mtu})
+        self.write_status()
+
+    def write_status(self) -> None:
+        self.status.update({"revision": self.applied, "node": self.node, "pods": self.load_pods(),
+                            "agentPid": os.getpid(), "time": time.time()})
+        write_json(os.path.join(self.dir, "status.json"), self.status)
+
+    # -- services --------------------------------------------------------------------
+    def sync_services(self) -> None:
+        """kube-proxy's job on this node: recompile from Services and endpoints, write the difference."""
+        doc = self.store.read()
+        state = decode_state(doc)
+        nodes = doc["nodes"]
+        statuses = {n: self.store.status(n) for n in state.cluster.nodes}
+        statuses[self.node] = {**self.status, "pods": self.load_pods()}
+        services, eps = endpoints_of(state, statuses)
+        seen = digest(eps) + str(doc["revision"]) + ",".join(sorted(self.alive_nodes(statuses)))
+        if seen == self.services_seen and self.services_rs is not None:
+            return
+        ctx = NodeContext(self.node, nodes[self.node]["ip"], state.cluster.pod_cidr, state.cluster.service_cidr)
+        rs = compile_services(ctx, services, eps)
+        script = ruleset.full(rs) if self.services_rs is None else ruleset.diff(self.services_rs, rs)
+        nft.run(script)
+        self.services_rs = rs
+        self.set_bridge_netfilter(any(s.cluster_ip and not s.headless for s in services))
+        self.flush_stale_udp(services, eps)
+        self.announce_load_balancers(services, nodes, statuses)
+        self.health.sync(nodes[self.node]["ip"], services, eps, self.node)
+        self.services_seen = seen
+        self.status["endpoints"] = digest(eps)
+        self.write_status()
+
+    def alive_nodes(self, statuses: dict[str, dict[str, Any]]) -> list[str]:
+        now = time.time()
+        return [n for n, st in statuses.items() if n == self.node or now - float(st.get("time", 0)) < 3]
+
+    def announce_load_balancers(self, services: list[Any], nodes: dict[str, Any], statuses: dict[str, Any]) -> None:
+        """One live node answers ARP for each LB address (MetalLB L2's per-address election)."""
+        alive = sorted(self.alive_nodes(statuses))
+        mine = set()
+        for svc in services:
+            ip = svc.load_balancer_ip if svc.type == "LoadBalancer" else ""
+            if ip and alive:
+                winner = min(alive, key=lambda n: hashlib.sha256(f"{ip}/{n}".encode()).hexdigest())
+                if winner == self.node:
+                    mine.add(ip)
+        with Netlink() as nl:
+            eth0 = nl.require(UPLINK)
+            have = {str(a.ip) for a in nl.addresses(eth0.index) if a.network.prefixlen == 32}
+            for ip in mine - have:
+                nl.add_address(eth0.index, ipaddress.ip_interface(f"{ip}/32"))
+                try:
+                    arp.announce(UPLINK, eth0.mac, ip)
+                except OSError as e:
+                    print(f"agent {self.node}: gratuitous ARP for {ip}: {e}", file=sys.stderr)
+            for ip in have - mine:
+                nl.del_address(eth0.index, ipaddress.ip_interface(f"{ip}/32"))
+        self.status["loadBalancerIPs"] = sorted(mine)
+
+    def flush_stale_udp(self, services: list[Any], eps: dict[str, list[Any]]) -> None:
+        """When a UDP endpoint goes away, so do the conntrack entries that still point at it."""
+        now = {s.key: {e.ip for e in eps.get(s.key, [])} for s in services if any(p.protocol == "UDP" for p in s.ports)}
+        for key, before in self.endpoint_ips.items():
+            for ip in before - now.get(key, set()):
+                subprocess.run(["conntrack", "-D", "-p", "udp", "--reply-src", ip], capture_output=True)
+        self.endpoint_ips = now
+
+    def set_bridge_netfilter(self, on: bool) -> None:
+        """Services need bridged replies to pass conntrack (a same-node backend answering its
+        client); without Services, bridged pod traffic skips the IP hooks and runs at veth speed."""
+        for fam in ("iptables", "ip6tables"):
+            path = f"/proc/sys/net/bridge/bridge-nf-call-{fam}"
+            if os.path.exists(path):
+                with open(path, "w") as f:
+                    f.write("1" if on else "0")
 
     def tune_node(self) -> None:
         """Bridged pod-to-pod traffic skips the IP hooks (br_netfilter off in this node only).
@@ -150,11 +241,8 @@ class NodeAgent:
         nothing outside this node changes. (A Service backend on the same bridge replying
         to its client is the case that needs them back on; the Services compiler owns that.)
         """
-        for fam in ("iptables", "ip6tables", "arptables"):
-            path = f"/proc/sys/net/bridge/bridge-nf-call-{fam}"
-            if os.path.exists(path):
-                with open(path, "w") as f:
-                    f.write("0")
+        if self.services_rs is None:
+            self.set_bridge_netfilter(False)
 
     # -- overlay ---------------------------------------------------------------------
     def apply_overlay(self, plan: OverlayPlan, cluster_cidr: str, own_cidr: str) -> None:

@@ -73,8 +73,18 @@ def cmd_get(a: argparse.Namespace) -> int:
         _print(a, lab.nodes(), ["name", "ip", "podCIDR", "overlay", "pods", "status"])
     elif a.what in ("pods", "pod"):
         _print(a, lab.pods(a.namespace), ["namespace", "name", "node", "ip", "ports", "labels", "status"])
+    elif a.what in ("endpointslices", "endpoints", "eps"):
+        rows = lab.endpointslices(a.namespace)
+        if a.output == "json":
+            _print(a, rows)
+        else:
+            flat = [{"namespace": r["namespace"], "name": r["name"],
+                     "endpoints": [f"{e['ip']}({e['node']}{'' if e['ready'] else ',notready'})" for e in r["endpoints"]]}
+                    for r in rows]
+            _print(a, flat, ["namespace", "name", "endpoints"])
     else:
-        _print(a, lab.services(a.namespace), ["namespace", "name", "type", "clusterIP", "ports", "selector"])
+        _print(a, lab.services(a.namespace), ["namespace", "name", "type", "clusterIP", "externalIP", "ports",
+                                              "selector"])
     return 0
 
 
@@ -125,7 +135,8 @@ def add_parser(sub: Any) -> None:
         p.add_argument("-f", "--file", action="append", required=True)
         p.set_defaults(fn=cmd_apply)
     p = common(ls.add_parser("get", help="nodes, pods or services"))
-    p.add_argument("what", choices=["nodes", "node", "pods", "pod", "services", "svc"])
+    p.add_argument("what", choices=["nodes", "node", "pods", "pod", "services", "svc", "endpointslices",
+                                    "endpoints", "eps"])
     p.add_argument("-n", "--namespace", default=None)
     p.set_defaults(fn=cmd_get)
     p = common(ls.add_parser("exec", help="run a command in a pod (NS/POD), node/NAME or external"))

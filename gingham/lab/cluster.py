@@ -22,11 +22,13 @@ import sys
 import time
 from typing import Any
 
+from ..agent.endpoints import digest, endpoints_of
 from ..agent.store import Store, decode_state, write_json
 from ..kernel import netns
 from ..kernel.links import Netlink
 from ..model import manifest
 from ..model.objects import ClusterState
+from ..services.allocate import AllocationError, allocate
 
 LAB_ROOT = os.environ.get("GINGHAM_LAB_ROOT", "/var/lib/gingham/labs")
 UNDERLAY = ipaddress.ip_network("192.168.200.0/24")
@@ -77,7 +79,8 @@ class Lab:
     def up(self, files: list[str], timeout: float = 120) -> dict[str, Any]:
         if self.exists():
             raise LabError(f"lab {self.name!r} is already up: use `gingham lab apply`, or `gingham lab down` first")
-        state = manifest.schedule(manifest.parse(files))  # every document is checked before anything is built
+        # every document is checked, and Service addresses allocated, before anything is built
+        state = self._allocate(manifest.schedule(manifest.parse(files)), None)
         t0 = time.monotonic()
         os.makedirs(self.dir, exist_ok=True)
         meta: dict[str, Any] = {"name": self.name, "cluster": state.cluster.name, "netns": [], "agents": {},
@@ -185,7 +188,7 @@ class Lab:
     # -- changes -----------------------------------------------------------------------
     def apply(self, files: list[str], timeout: float = 60) -> int:
         state, doc = self.state()
-        new = manifest.schedule(manifest.parse(files, state))
+        new = self._allocate(manifest.schedule(manifest.parse(files, state)), state)
         rev = self.store.write(new, doc["nodes"], self.name)
         self.wait(rev, timeout)
         return rev
@@ -201,6 +204,16 @@ class Lab:
         self.wait(rev, timeout)
         return rev
 
+    @staticmethod
+    def _allocate(state: ClusterState, previous: ClusterState | None) -> ClusterState:
+        try:
+            return allocate(state, previous)
+        except AllocationError as e:
+            raise LabError(f"refused: {e}") from None
+
+    def statuses(self, state: ClusterState) -> dict[str, dict[str, Any]]:
+        return {n: self.store.status(n) for n in state.cluster.nodes}
+
     def wait(self, rev: int, timeout: float) -> None:
         """Returns when every agent has applied `rev` and every pod has its address."""
         deadline = time.monotonic() + timeout
@@ -215,6 +228,11 @@ class Lab:
                 for key, pod in state.pods.items():
                     if pod.node_name == node and not (st.get("pods", {}).get(key) or {}).get("ip"):
                         pending.append(f"pod {key} has no address yet")
+            if not pending:
+                statuses = self.statuses(state)
+                want = digest(endpoints_of(state, statuses)[1])
+                pending = [f"node {n} has not programmed the current endpoints" for n, st in statuses.items()
+                           if st.get("endpoints") != want]
             if not pending:
                 return
             if time.monotonic() > deadline:
@@ -259,14 +277,29 @@ class Lab:
 
     def services(self, namespace: str | None = None) -> list[dict[str, Any]]:
         state, _ = self.state()
+        services, _ = endpoints_of(state, self.statuses(state))
         out = []
-        for o in state.objects.values():
-            if o.kind != "Service" or (namespace and o.namespace != namespace):
+        for s in sorted(services, key=lambda s: s.key):
+            if namespace and s.namespace != namespace:
                 continue
-            spec = o.raw.get("spec") or {}
-            out.append({"namespace": o.namespace, "name": o.name, "type": spec.get("type", "ClusterIP"),
-                        "clusterIP": spec.get("clusterIP", ""), "selector": spec.get("selector") or {},
-                        "ports": [f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or []]})
+            ext = list(s.external_ips) + ([s.load_balancer_ip] if s.load_balancer_ip else [])
+            out.append({"namespace": s.namespace, "name": s.name, "type": s.type, "clusterIP": s.cluster_ip or "-",
+                        "externalIP": ",".join(ext) or ("<pending>" if s.type == "LoadBalancer" else "-"),
+                        "ports": [f"{p.port}" + (f":{p.node_port}" if p.node_port else "") + f"/{p.protocol}"
+                                  for p in s.ports], "selector": s.selector or {}})
+        return out
+
+    def endpointslices(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        state, _ = self.state()
+        _, eps = endpoints_of(state, self.statuses(state))
+        out = []
+        for key, lst in sorted(eps.items()):
+            ns, name = key.split("/", 1)
+            if namespace and ns != namespace:
+                continue
+            out.append({"namespace": ns, "name": name, "endpoints": [
+                {"ip": e.ip, "node": e.node, "pod": e.pod, "ready": e.ready, "serving": e.serving,
+                 "terminating": e.terminating, "ports": [f"{n or '-'}:{p}/{pr}" for n, pr, p in e.ports]} for e in lst]})
         return out
 
     # -- targets -----------------------------------------------------------------------

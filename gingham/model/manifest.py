@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import yaml
 
 from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod
+from .services import ServiceError, parse_service
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -153,7 +154,31 @@ def _cluster(d: _Doc) -> Cluster:
     overlay = d.get("spec.overlay", str, "vxlan")
     if overlay not in ("vxlan", "host-gw"):
         raise d.error("spec.overlay", f"must be vxlan or host-gw, got {overlay!r}")
-    return Cluster(name, nodes, str(cidrs["podCIDR"]), str(cidrs["serviceCIDR"]), mask, overlay)
+    pool = d.get("spec.loadBalancerPool", str, "")
+    if pool:
+        try:
+            lb_pool_addresses(pool)
+        except ValueError as e:
+            raise d.error("spec.loadBalancerPool", str(e)) from None
+    return Cluster(name, nodes, str(cidrs["podCIDR"]), str(cidrs["serviceCIDR"]), mask, overlay, pool)
+
+
+def lb_pool_addresses(pool: str) -> list[str]:
+    """A pool given as a CIDR or as "first-last" -> its usable addresses, in order."""
+    if "-" in pool:
+        a, _, b = pool.partition("-")
+        try:
+            first, last = ipaddress.ip_address(a.strip()), ipaddress.ip_address(b.strip())
+        except ValueError:
+            raise ValueError(f"{pool!r} is not a range of two IP addresses") from None
+        if last < first or last.version != first.version or int(last) - int(first) > 65535:
+            raise ValueError(f"{pool!r}: the range is reversed or too large")
+        return [str(first + i) for i in range(int(last) - int(first) + 1)]
+    try:
+        net = ipaddress.ip_network(pool)
+    except ValueError:
+        raise ValueError(f"{pool!r} is not a CIDR or a first-last range") from None
+    return [str(h) for h in (net.hosts() if net.prefixlen < net.max_prefixlen - 1 else net)]
 
 
 def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterState:
@@ -163,6 +188,7 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
                                                               dict(base.objects))
     seen: dict[str, _Doc] = {}
     pending_pods: list[tuple[_Doc, Pod]] = []
+    pending_services: list[tuple[_Doc, str, str]] = []
     for d in docs:
         api, kind = d.body.get("apiVersion"), d.body.get("kind")
         if not isinstance(kind, str) or not kind:
@@ -205,6 +231,8 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
             state.objects[f"Deployment/{ns}/{name}"] = Object(kind, ns, name, d.body)
         else:
             d.get("spec", dict, {})
+            if kind == "Service":
+                pending_services.append((d, ns, name))
             state.objects[f"{kind}/{ns}/{name}"] = Object(kind, ns, name, d.body)
     for d, pod in pending_pods:
         if pod.node_name and pod.node_name not in state.cluster.nodes:
@@ -213,6 +241,11 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
         if pod.key in state.pods and base is not None and pod.key in base.pods:
             pod = replace(pod, node_name=pod.node_name or base.pods[pod.key].node_name)
         state.pods[pod.key] = pod
+    for d, ns, name in pending_services:
+        try:
+            parse_service(ns, name, d.body, state.cluster.service_cidr)
+        except ServiceError as e:
+            raise d.error(e.field, e.msg) from None
     for pod in state.pods.values():
         if pod.namespace not in state.namespaces:
             state.namespaces[pod.namespace] = Namespace(pod.namespace)

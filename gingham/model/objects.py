@@ -49,6 +49,7 @@ class Cluster:
     service_cidr: str = DEFAULT_SERVICE_CIDR
     node_cidr_mask: int = 24
     overlay: str = "vxlan"
+    load_balancer_pool: str = ""  # "192.168.200.200/29" or "192.168.200.200-192.168.200.209"
 
     def node_cidrs(self) -> dict[str, str]:
         """Each node's podCIDR: the i-th /mask of podCIDR, in node order (kube-controller-manager's job)."""

@@ -1,0 +1,240 @@
+"""Services and EndpointSlices as values: projection from the manifest, validation, derivation.
+
+`parse_service` turns a v1 Service document into a `Service` (or a precise error);
+`derive_endpoints` is the EndpointSlice controller: pods selected by each Service, with
+named targetPorts resolved per pod and the ready/serving/terminating conditions.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .labels import matches
+
+NODE_PORT_RANGE = (30000, 32767)
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+DEFAULT_AFFINITY_TIMEOUT = 10800
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    name: str
+    protocol: str
+    port: int
+    target_port: int | str
+    node_port: int = 0
+
+
+@dataclass(frozen=True)
+class Service:
+    namespace: str
+    name: str
+    type: str = "ClusterIP"
+    cluster_ip: str = ""           # "" until allocated; "None" for headless
+    ports: tuple[ServicePort, ...] = ()
+    selector: dict[str, str] | None = None
+    session_affinity: bool = False
+    affinity_timeout: int = DEFAULT_AFFINITY_TIMEOUT
+    external_ips: tuple[str, ...] = ()
+    lb_source_ranges: tuple[str, ...] = ()
+    external_policy_local: bool = False
+    internal_policy_local: bool = False
+    health_check_node_port: int = 0
+    publish_not_ready: bool = False
+    load_balancer_ip: str = ""     # status.loadBalancer.ingress[0].ip once assigned
+    external_name: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def headless(self) -> bool:
+        return self.cluster_ip == "None"
+
+    @property
+    def external(self) -> bool:
+        return self.type in ("NodePort", "LoadBalancer")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: str
+    node: str
+    pod: str                       # ns/name
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    ports: tuple[tuple[str, str, int], ...] = ()  # (service port name, protocol, resolved target port)
+    hostname: str = ""
+
+    def port_for(self, sp: ServicePort) -> int | None:
+        for name, proto, port in self.ports:
+            if name == sp.name and proto == sp.protocol:
+                return port
+        return None
+
+
+class ServiceError(ValueError):
+    """A Service field is invalid; `field` is its path in the manifest."""
+
+    def __init__(self, field: str, msg: str) -> None:
+        super().__init__(f"{field}: {msg}")
+        self.field, self.msg = field, msg
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def parse_service(ns: str, name: str, raw: dict[str, Any], service_cidr: str) -> Service:
+    spec = raw.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise ServiceError("spec", "must be an object")
+    typ = spec.get("type", "ClusterIP")
+    if typ not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
+        raise ServiceError("spec.type", f"must be ClusterIP, NodePort, LoadBalancer or ExternalName, got {typ!r}")
+    cidr = ipaddress.ip_network(service_cidr)
+    cip = spec.get("clusterIP", "") or ""
+    if cip not in ("", "None"):
+        try:
+            ip = ipaddress.ip_address(cip)
+        except ValueError:
+            raise ServiceError("spec.clusterIP", f"{cip!r} is not an IP address (or \"None\" for headless)") from None
+        if ip not in cidr or ip in (cidr.network_address, cidr.broadcast_address):
+            raise ServiceError("spec.clusterIP", f"{cip} is not in the service range {cidr}")
+    if cip == "None" and typ != "ClusterIP":
+        raise ServiceError("spec.clusterIP", f"a {typ} Service cannot be headless")
+    raw_ports = spec.get("ports") or []
+    if not isinstance(raw_ports, list) or (not raw_ports and typ != "ExternalName" and cip != "None"):
+        raise ServiceError("spec.ports", "at least one port is required")
+    ports, seen = [], set()
+    for i, p in enumerate(raw_ports):
+        where = f"spec.ports[{i}]"
+        if not isinstance(p, dict):
+            raise ServiceError(where, "must be an object")
+        pname = p.get("name", "") or ""
+        if len(raw_ports) > 1 and not pname:
+            raise ServiceError(f"{where}.name", "is required when a Service has more than one port")
+        proto = p.get("protocol", "TCP")
+        if proto not in PROTOCOLS:
+            raise ServiceError(f"{where}.protocol", f"must be TCP, UDP or SCTP, got {proto!r}")
+        port = p.get("port")
+        if not _int(port) or not 1 <= port <= 65535:
+            raise ServiceError(f"{where}.port", f"must be a port number 1-65535, got {port!r}")
+        tp = p.get("targetPort", port)
+        if _int(tp):
+            if not 1 <= tp <= 65535:
+                raise ServiceError(f"{where}.targetPort", f"must be 1-65535 or a port name, got {tp!r}")
+        elif not isinstance(tp, str) or not tp or len(tp) > 15:
+            raise ServiceError(f"{where}.targetPort", f"must be a number or a container port name, got {tp!r}")
+        np_ = p.get("nodePort", 0) or 0
+        if np_:
+            if typ not in ("NodePort", "LoadBalancer"):
+                raise ServiceError(f"{where}.nodePort", f"only NodePort and LoadBalancer Services have one ({typ})")
+            if not _int(np_) or not NODE_PORT_RANGE[0] <= np_ <= NODE_PORT_RANGE[1]:
+                raise ServiceError(f"{where}.nodePort", f"must be in {NODE_PORT_RANGE[0]}-{NODE_PORT_RANGE[1]}, "
+                                                        f"got {np_!r}")
+        if (pname, proto) in seen or (port, proto) in {(q.port, q.protocol) for q in ports}:
+            raise ServiceError(f"{where}", f"duplicate port {pname or port}/{proto}")
+        seen.add((pname, proto))
+        ports.append(ServicePort(pname, proto, port, tp, np_))
+    sel = spec.get("selector")
+    if sel is not None:
+        if not isinstance(sel, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sel.items()):
+            raise ServiceError("spec.selector", "must map label names to string values")
+    affinity = spec.get("sessionAffinity", "None")
+    if affinity not in ("None", "ClientIP"):
+        raise ServiceError("spec.sessionAffinity", f"must be None or ClientIP, got {affinity!r}")
+    timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds",
+                                                                                     DEFAULT_AFFINITY_TIMEOUT)
+    if not _int(timeout) or not 1 <= timeout <= 86400:
+        raise ServiceError("spec.sessionAffinityConfig.clientIP.timeoutSeconds", f"must be 1-86400, got {timeout!r}")
+    ext = []
+    for i, e in enumerate(spec.get("externalIPs") or []):
+        try:
+            ext.append(str(ipaddress.ip_address(e)))
+        except ValueError:
+            raise ServiceError(f"spec.externalIPs[{i}]", f"{e!r} is not an IP address") from None
+    ranges = []
+    for i, r in enumerate(spec.get("loadBalancerSourceRanges") or []):
+        try:
+            ranges.append(str(ipaddress.ip_network(r, strict=False)))
+        except (ValueError, TypeError):
+            raise ServiceError(f"spec.loadBalancerSourceRanges[{i}]", f"{r!r} is not a CIDR") from None
+    etp = spec.get("externalTrafficPolicy", "Cluster")
+    itp = spec.get("internalTrafficPolicy", "Cluster")
+    for f, v in (("externalTrafficPolicy", etp), ("internalTrafficPolicy", itp)):
+        if v not in ("Cluster", "Local"):
+            raise ServiceError(f"spec.{f}", f"must be Cluster or Local, got {v!r}")
+    if etp == "Local" and typ not in ("NodePort", "LoadBalancer"):
+        raise ServiceError("spec.externalTrafficPolicy", "applies only to NodePort and LoadBalancer Services")
+    hc = spec.get("healthCheckNodePort", 0) or 0
+    if hc and (not _int(hc) or not NODE_PORT_RANGE[0] <= hc <= NODE_PORT_RANGE[1]):
+        raise ServiceError("spec.healthCheckNodePort", f"must be in {NODE_PORT_RANGE[0]}-{NODE_PORT_RANGE[1]}")
+    ingress = ((raw.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    lb_ip = str(ingress[0].get("ip", "")) if ingress and isinstance(ingress[0], dict) else ""
+    ext_name = spec.get("externalName", "") or ""
+    if typ == "ExternalName" and not ext_name:
+        raise ServiceError("spec.externalName", "is required for an ExternalName Service")
+    return Service(ns, name, typ, cip, tuple(ports), sel, affinity == "ClientIP", int(timeout), tuple(ext),
+                   tuple(ranges), etp == "Local", itp == "Local", int(hc), bool(spec.get("publishNotReadyAddresses")),
+                   lb_ip or str(spec.get("loadBalancerIP", "") or ""), ext_name)
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What the EndpointSlice controller needs of a pod."""
+
+    namespace: str
+    name: str
+    labels: dict[str, str]
+    node: str
+    ip: str
+    ready: bool
+    terminating: bool = False
+    ports: tuple[tuple[str, str, int], ...] = ()  # (containerPort name, protocol, port)
+    hostname: str = ""
+
+
+def resolve_target(sp: ServicePort, pod: PodView) -> int | None:
+    """A numeric targetPort as is; a named one looked up on this pod for the port's protocol."""
+    if isinstance(sp.target_port, int):
+        return sp.target_port
+    for name, proto, port in pod.ports:
+        if name == sp.target_port and proto == sp.protocol:
+            return port
+    return None
+
+
+def derive_endpoints(services: list[Service], pods: list[PodView]) -> dict[str, list[Endpoint]]:
+    """svc key -> endpoints, as the EndpointSlice controller publishes them (sorted by IP)."""
+    out: dict[str, list[Endpoint]] = {}
+    for svc in services:
+        if svc.selector is None or svc.type == "ExternalName":
+            continue
+        eps = []
+        for pod in pods:
+            if pod.namespace != svc.namespace or not pod.ip or not matches({"matchLabels": svc.selector}, pod.labels):
+                continue
+            ports = tuple((sp.name, sp.protocol, t) for sp in svc.ports if (t := resolve_target(sp, pod)) is not None)
+            if svc.ports and not ports:
+                continue
+            ready = pod.ready and not pod.terminating
+            eps.append(Endpoint(pod.ip, pod.node, f"{pod.namespace}/{pod.name}", ready or svc.publish_not_ready,
+                                pod.ready, pod.terminating, ports, pod.hostname))
+        out[svc.key] = sorted(eps, key=lambda e: ipaddress.ip_address(e.ip))
+    return out
+
+
+def usable(eps: list[Endpoint], keep: Callable[[Endpoint], bool] = lambda e: True) -> list[Endpoint]:
+    """kube-proxy's choice: the ready ones; if none, the serving+terminating ones."""
+    pool = [e for e in eps if keep(e)]
+    ready = [e for e in pool if e.ready]
+    return ready or [e for e in pool if e.serving and e.terminating]
+
+
+__all__ = ["Endpoint", "PodView", "Service", "ServiceError", "ServicePort", "derive_endpoints", "parse_service",
+           "resolve_target", "usable"]

@@ -1,0 +1,1 @@
+"""Services + EndpointSlices -> nftables, the way kube-proxy's nftables mode does it."""

@@ -184,7 +184,7 @@ class NodeAgent:
         self.services_rs = rs
         self.set_bridge_netfilter(any(s.cluster_ip and not s.headless for s in services))
         self.flush_stale_udp(services, eps)
-        self.announce_load_balancers(services, nodes, statuses)
+        self.announce_load_balancers(services, eps, statuses)
         self.health.sync(nodes[self.node]["ip"], services, eps, self.node)
         self.services_seen = seen
         self.status["endpoints"] = digest(eps)
@@ -194,14 +194,19 @@ class NodeAgent:
         now = time.time()
         return [n for n, st in statuses.items() if n == self.node or now - float(st.get("time", 0)) < 3]
 
-    def announce_load_balancers(self, services: list[Any], nodes: dict[str, Any], statuses: dict[str, Any]) -> None:
-        """One live node answers ARP for each LB address (MetalLB L2's per-address election)."""
+    def announce_load_balancers(self, services: list[Any], eps: dict[str, list[Any]], statuses: dict[str, Any]) -> None:
+        """One live node answers ARP for each LB address (MetalLB L2's per-address election);
+        with externalTrafficPolicy Local only nodes with a ready local endpoint stand, as in MetalLB."""
         alive = sorted(self.alive_nodes(statuses))
         mine = set()
         for svc in services:
             ip = svc.load_balancer_ip if svc.type == "LoadBalancer" else ""
-            if ip and alive:
-                winner = min(alive, key=lambda n: hashlib.sha256(f"{ip}/{n}".encode()).hexdigest())
+            candidates = alive
+            if svc.external_policy_local:
+                local = {e.node for e in eps.get(svc.key, []) if e.ready}
+                candidates = [n for n in alive if n in local]
+            if ip and candidates:
+                winner = min(candidates, key=lambda n: hashlib.sha256(f"{ip}/{n}".encode()).hexdigest())
                 if winner == self.node:
                     mine.add(ip)
         with Netlink() as nl:

@@ -226,8 +226,10 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
                     raise d.error("spec.selector.matchLabels", f"{k}={v} does not match the template's labels")
             ports = _ports(d, "spec.template.spec.containers")
             node = d.get("spec.template.spec.nodeName", str, "")
+            owner = f"Deployment/{name}"  # a re-applied Deployment owns exactly its new replicas
+            state.pods = {k: p for k, p in state.pods.items() if not (p.namespace == ns and p.owner == owner)}
             for i in range(replicas):
-                pending_pods.append((d, Pod(ns, f"{name}-{i}", tlabels, node, ports, f"Deployment/{name}")))
+                pending_pods.append((d, Pod(ns, f"{name}-{i}", tlabels, node, ports, owner)))
             state.objects[f"Deployment/{ns}/{name}"] = Object(kind, ns, name, d.body)
         else:
             d.get("spec", dict, {})

@@ -33,7 +33,8 @@ def allocate(state: ClusterState, previous: ClusterState | None = None) -> Clust
     prev = {o.key: o.raw for o in (previous.objects.values() if previous else []) if o.kind == "Service"}
     objs = {k: o for k, o in state.objects.items() if o.kind == "Service"}
     raws: dict[str, dict[str, Any]] = {}
-    for key, o in sorted(objs.items()):
+    # Services that exist already hold their values; a new one that asks for a taken value is the one refused.
+    for key, o in sorted(objs.items(), key=lambda kv: (kv[0] not in prev, kv[0])):
         raw = copy.deepcopy(o.raw)
         old = prev.get(key)
         spec = raw.setdefault("spec", {})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 from ..model.services import Endpoint, Service, ServicePort, usable
@@ -162,7 +163,10 @@ def compile_services(ctx: NodeContext, services: list[Service], endpoints: dict[
                     rs.element("no-endpoint-services", key, "drop" if no_local and eps else "goto reject-chain")
             if svc.type == "LoadBalancer" and svc.load_balancer_ip and svc.lb_source_ranges:
                 fw = chain_name("firewall", pid)
-                rs.chains[fw] = [f"ip saddr != {{ {', '.join(svc.lb_source_ranges)} }} drop"]
+                allowed = list(svc.lb_source_ranges)
+                if any(ipaddress.ip_address(ctx.ip) in ipaddress.ip_network(r) for r in allowed):
+                    allowed.append(svc.load_balancer_ip)  # the node's own traffic to a VIP it holds comes from the VIP
+                rs.chains[fw] = [f"ip saddr != {{ {', '.join(allowed)} }} drop"]
                 rs.element("firewall-ips", f"{svc.load_balancer_ip} . {proto} . {sp.port}", f"goto {fw}")
             if svc.external and sp.node_port:
                 key = f"{proto} . {sp.node_port}"

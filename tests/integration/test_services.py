@@ -1,0 +1,325 @@
+"""Services in a running lab, with real connections: every kind, policy and failure mode."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+
+import pytest
+
+from gingham.kernel import netns
+from gingham.lab.cluster import Lab, LabError
+
+from .conftest import RUN_ID
+from .test_lab import from_ns, manifest
+
+CLUSTER = """
+apiVersion: gingham.dev/v1alpha1
+kind: Cluster
+metadata: {name: svc}
+spec: {nodes: 3, overlay: vxlan, loadBalancerPool: 192.168.200.200-192.168.200.203}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: w, ports: [{name: http, containerPort: 8080}, {name: dns, containerPort: 5353, protocol: UDP}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {app: client}}
+spec: {nodeName: node-1, containers: [{name: c, ports: [{containerPort: 7}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: solo, labels: {app: solo}}
+spec: {nodeName: node-2, containers: [{name: c, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}, {name: dns, port: 53, targetPort: dns, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 600}}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nobody}
+spec:
+  selector: {app: nothing-has-this}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: solo}
+spec:
+  type: NodePort
+  selector: {app: solo}
+  ports: [{port: 80, nodePort: 30080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: solo-local}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: solo}
+  ports: [{port: 9000, targetPort: 9000, nodePort: 30900}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: fenced}
+spec:
+  type: LoadBalancer
+  loadBalancerSourceRanges: [192.168.200.11/32]
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    lab = Lab(f"s{RUN_ID}")
+    path = manifest(tmp_path_factory.mktemp("svc"), CLUSTER)
+    try:
+        lab.up([path])
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers():
+    """The lab is shared by this module's tests; the module fixture removes it (and conftest's check
+    still runs for the other modules)."""
+    yield
+
+
+def svc_info(lab: Lab, name: str) -> dict:
+    return next(s for s in lab.services() if s["name"] == name)
+
+
+def connect(ns: str, ip: str, port: int, timeout: float = 2.0) -> tuple[str, float]:
+    """('refused' | 'timeout' | 'ok', seconds) for a TCP connect from inside `ns`."""
+    with netns.entered(ns):
+        s = socket.socket()
+    s.settimeout(timeout)
+    t = time.monotonic()
+    try:
+        s.connect((ip, port))
+        return "ok", time.monotonic() - t
+    except ConnectionRefusedError:
+        return "refused", time.monotonic() - t
+    except OSError as e:
+        return ("timeout" if isinstance(e, socket.timeout) or e.errno in (errno.ETIMEDOUT, errno.EHOSTUNREACH)
+                else f"error {e}"), time.monotonic() - t
+    finally:
+        s.close()
+
+
+def answers(lab: Lab, src: str, ip: str, port: int, n: int = 45, proto: str = "TCP") -> Counter:
+    ns = lab.target_netns(src)
+    return Counter(from_ns(ns, ip, port, proto) for _ in range(n))
+
+
+class PeerServer:
+    """A TCP server in a pod that records the source address of each connection."""
+
+    def __init__(self, ns: str, port: int) -> None:
+        with netns.entered(ns):
+            self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("0.0.0.0", port))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.peers: list[str] = []
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                c, addr = self.sock.accept()
+            except OSError:
+                continue
+            self.peers.append(addr[0])
+            c.close()
+
+    def last_peer(self, timeout: float = 2.0) -> str | None:
+        deadline = time.monotonic() + timeout
+        while not self.peers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.peers[-1] if self.peers else None
+
+    def close(self) -> None:
+        self.stop.set()
+        self.t.join(2)
+        self.sock.close()
+
+
+def test_cluster_ip_balances_over_ready_endpoints_tcp_and_udp(lab):
+    cip = svc_info(lab, "web")["clusterIP"]
+    assert cip.startswith("10.96.")
+    assert set(answers(lab, "default/client", cip, 80)) == {"web-0", "web-1", "web-2"}
+    assert set(answers(lab, "default/client", cip, 53, proto="UDP")) == {"web-0", "web-1", "web-2"}
+    assert set(answers(lab, "node/node-3", cip, 80, 30)) <= {"web-0", "web-1", "web-2"}  # from a node too
+    assert None not in answers(lab, "node/node-3", cip, 80, 10)
+    eps = next(e for e in lab.endpointslices() if e["name"] == "web")
+    assert sorted(e["pod"] for e in eps["endpoints"]) == ["default/web-0", "default/web-1", "default/web-2"]
+    assert all("http:8080/TCP" in e["ports"] and "dns:5353/UDP" in e["ports"] for e in eps["endpoints"])
+
+
+def test_session_affinity_sticks_to_one_endpoint(lab):
+    cip = svc_info(lab, "sticky")["clusterIP"]
+    got = answers(lab, "default/client", cip, 80, 20)
+    assert len(got) == 1 and None not in got
+
+
+def test_no_endpoints_rejects_at_once_and_headless_has_no_vip(lab):
+    cip = svc_info(lab, "nobody")["clusterIP"]
+    result, seconds = connect(lab.target_netns("default/client"), cip, 80)
+    assert result == "refused" and seconds < 0.5
+    assert svc_info(lab, "headless")["clusterIP"] == "None"
+    result, _ = connect(lab.target_netns("default/client"), svc_info(lab, "web")["clusterIP"], 81, 1)
+    assert result == "refused"  # a port the Service does not have
+
+
+def test_hairpin_a_pod_reaches_itself_through_its_service(lab):
+    cip = svc_info(lab, "solo")["clusterIP"]
+    assert from_ns(lab.target_netns("default/solo"), cip, 80) == "solo"
+
+
+def test_nodeport_on_every_node_and_load_balancer_from_outside(lab):
+    ext = lab.target_netns("external")
+    for node in ("node-1", "node-2", "node-3"):
+        assert from_ns(ext, lab.resolve(f"node/{node}"), 30080) == "solo"
+    lb = svc_info(lab, "web-lb")["externalIP"]
+    assert lb.startswith("192.168.200.20")
+    assert set(answers(lab, "external", lb, 80, 30)) == {"web-0", "web-1", "web-2"}
+
+
+def test_load_balancer_source_ranges(lab):
+    lb = svc_info(lab, "fenced")["externalIP"]
+    assert from_ns(lab.target_netns("external"), lb, 80, timeout=0.7) is None       # 192.168.200.100: not allowed
+    assert from_ns(lab.target_netns("node/node-1"), lb, 80) in {"web-0", "web-1", "web-2"}  # 192.168.200.11: allowed
+
+
+def test_external_traffic_policy_local_keeps_the_client_address(lab):
+    solo_ns = lab.target_netns("default/solo")
+    srv = PeerServer(solo_ns, 9000)
+    try:
+        ext = lab.target_netns("external")
+        assert connect(ext, lab.resolve("node/node-2"), 30900)[0] == "ok"      # node-2 has the endpoint
+        assert srv.last_peer() == "192.168.200.100"                             # ...and the client is seen as itself
+        assert connect(ext, lab.resolve("node/node-1"), 30900, 0.7)[0] == "timeout"  # no local endpoint: dropped
+        info = svc_info(lab, "solo-local")
+        assert connect(ext, info["externalIP"], 9000)[0] == "ok"
+    finally:
+        srv.close()
+    state, _ = lab.state()
+    raw = state.objects["Service/default/solo-local"].raw
+    port = raw["spec"]["healthCheckNodePort"]
+    with netns.entered(lab.target_netns("external")):
+        body = json.loads(urllib.request.urlopen(f"http://192.168.200.12:{port}/", timeout=2).read())
+        assert body["localEndpoints"] == 1 and body["service"] == {"namespace": "default", "name": "solo-local"}
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://192.168.200.11:{port}/", timeout=2)
+        assert e.value.code == 503
+
+
+def test_endpoint_changes_while_traffic_flows(lab, tmp_path):
+    cip = svc_info(lab, "web")["clusterIP"]
+    stop, results = threading.Event(), []
+    client = lab.target_netns("default/client")
+
+    def traffic() -> None:
+        while not stop.is_set():
+            results.append(from_ns(client, cip, 80, timeout=1))
+
+    t = threading.Thread(target=traffic)
+    t.start()
+    try:
+        scale = CLUSTER.split("---")[1].replace("replicas: 3", "replicas: 2")
+        lab.apply([manifest(tmp_path, scale, "scale.yaml")])
+        time.sleep(0.5)
+        assert set(answers(lab, "default/client", cip, 80, 30)) == {"web-0", "web-1"}
+        lab.apply([manifest(tmp_path, CLUSTER.split("---")[1], "back.yaml")])
+    finally:
+        stop.set()
+        t.join(5)
+    assert len(results) > 10
+    assert results.count(None) <= 1  # at most the connection in flight to the pod that went away
+
+
+def test_load_balancer_fails_over_when_its_node_goes_away(lab):
+    lb = svc_info(lab, "web-lb")["externalIP"]
+    holder = next(n for n in ("node-1", "node-2", "node-3") if lb in lab.store.status(n).get("loadBalancerIPs", []))
+    pid = int(lab.meta()["agents"][holder])
+    os.kill(pid, signal.SIGSTOP)  # the agent stops answering; its node still exists
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            others = [n for n in ("node-1", "node-2", "node-3")
+                      if n != holder and lb in lab.store.status(n).get("loadBalancerIPs", [])]
+            if others:
+                break
+            time.sleep(0.2)
+        assert others, "no other node took the LoadBalancer address"
+        with netns.entered(lab.target_netns(f"node/{holder}")):  # what a dead node's kernel would have lost
+            os.system(f"ip addr del {lb}/32 dev eth0 2>/dev/null")
+        assert from_ns(lab.target_netns("external"), lb, 80) in {"web-0", "web-1", "web-2"}
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_bad_service_is_refused_and_the_rules_stay(lab, tmp_path):
+    rev = lab.store.revision()
+    dup = manifest(tmp_path, """
+        apiVersion: v1
+        kind: Service
+        metadata: {name: clash}
+        spec: {type: NodePort, selector: {app: web}, ports: [{port: 80, nodePort: 30080}]}
+        """, "dup.yaml")
+    with pytest.raises(LabError, match="30080 is already used by Service default/solo"):
+        lab.apply([dup])
+    assert lab.store.revision() == rev
+    assert from_ns(lab.target_netns("external"), lab.resolve("node/node-1"), 30080) == "solo"

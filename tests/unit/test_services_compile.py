@@ -1,0 +1,113 @@
+"""The Services compiler by value, and its ruleset diff.
+
+Address plan: pods 10.244.0.0/16, ClusterIPs 10.96.0.0/16, this node node-1 at
+192.168.200.11, endpoints 10.244.x.y.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gingham.model.services import Endpoint, ServiceError, parse_service
+from gingham.services import ruleset
+from gingham.services.compile import NodeContext, compile_services
+
+CTX = NodeContext("node-1", "192.168.200.11", "10.244.0.0/16", "10.96.0.0/16")
+
+
+def svc(name="web", **spec):
+    spec.setdefault("ports", [{"port": 80, "targetPort": 8080}])
+    spec.setdefault("clusterIP", "10.96.0.20")
+    spec.setdefault("selector", {"app": name})
+    return parse_service("default", name, {"spec": spec}, "10.96.0.0/16")
+
+
+def ep(ip, node="node-2", port=8080, proto="TCP", name="", ready=True):
+    return Endpoint(ip, node, f"default/{ip}", ready, True, False, ((name, proto, port),))
+
+
+def test_cluster_ip_dispatches_to_every_endpoint():
+    rs = compile_services(CTX, [svc()], {"default/web": [ep("10.244.1.2"), ep("10.244.2.2")]})
+    chain = rs.elements["service-ips"]["10.96.0.20 . tcp . 80"].removeprefix("goto ")
+    rules = rs.chains[chain]
+    assert rules[0] == "ip daddr 10.96.0.20 ip saddr != 10.244.0.0/16 jump mark-for-masquerade"
+    assert rules[1].startswith("numgen random mod 2 vmap {")
+    targets = [r.split()[-1] for r in rs.chains if r.startswith("endpoint-")]
+    assert sorted(rs.chains[t][-1] for t in rs.chains if t.startswith("endpoint-")) == [
+        "meta l4proto tcp dnat to 10.244.1.2:8080", "meta l4proto tcp dnat to 10.244.2.2:8080"]
+    assert all(rs.chains[t][0].startswith("ip saddr 10.244.") for t in targets)  # hairpin masquerade
+    assert "10.96.0.20" in rs.elements["cluster-ips"]
+
+
+def test_no_endpoints_rejects_and_makes_no_chain():
+    rs = compile_services(CTX, [svc(type="NodePort", ports=[{"port": 80, "nodePort": 30080}])], {})
+    assert rs.elements["no-endpoint-services"] == {"10.96.0.20 . tcp . 80": "goto reject-chain"}
+    assert rs.elements["no-endpoint-nodeports"] == {"tcp . 30080": "goto reject-chain"}
+    assert not [c for c in rs.chains if c.startswith(("service-", "endpoint-")) and "/" in c]
+
+
+def test_not_ready_endpoints_are_skipped_and_terminating_are_a_fallback():
+    rs = compile_services(CTX, [svc()], {"default/web": [ep("10.244.1.2", ready=False)]})
+    assert "10.96.0.20 . tcp . 80" in rs.elements["no-endpoint-services"]
+
+
+def test_session_affinity_uses_a_timed_set_per_endpoint():
+    s = svc(sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}})
+    rs = compile_services(CTX, [s], {"default/web": [ep("10.244.1.2")]})
+    (aff,) = [n for n in rs.sets if n.startswith("affinity-")]
+    assert rs.sets[aff] == "type ipv4_addr; flags dynamic,timeout; timeout 60s"
+    (epc,) = [n for n in rs.chains if n.startswith("endpoint-")]
+    assert rs.chains[epc][1] == f"update @{aff} {{ ip saddr }}"
+
+
+def test_traffic_policies_local():
+    s = svc(type="LoadBalancer", externalTrafficPolicy="Local", internalTrafficPolicy="Local",
+            ports=[{"port": 80, "nodePort": 30080}])
+    remote_only = compile_services(CTX, [s], {"default/web": [ep("10.244.1.2")]})
+    assert remote_only.elements["no-endpoint-services"]["10.96.0.20 . tcp . 80"] == "drop"
+    assert remote_only.elements["no-endpoint-nodeports"]["tcp . 30080"] == "drop"
+    local = compile_services(CTX, [s], {"default/web": [ep("10.244.0.5", node="node-1"), ep("10.244.1.2")]})
+    assert local.elements["service-ips"]["10.96.0.20 . tcp . 80"].startswith("goto local-")
+    ext = local.elements["service-nodeports"]["tcp . 30080"].removeprefix("goto ")
+    assert local.chains[ext][0] == "ip saddr 10.244.0.0/16 goto " + local.chains[ext][2].split()[-1]
+    assert "jump mark-for-masquerade" not in local.chains[ext][-1]  # external clients keep their address
+
+
+def test_named_target_ports_and_udp():
+    s = svc(ports=[{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": "dns"}])
+    rs = compile_services(CTX, [s], {"default/web": [ep("10.244.1.2", port=5353, proto="UDP", name="dns")]})
+    assert "10.96.0.20 . udp . 53" in rs.elements["service-ips"]
+    assert any(r == "meta l4proto udp dnat to 10.244.1.2:5353" for c in rs.chains.values() for r in c)
+
+
+def test_headless_gets_no_rules():
+    rs = compile_services(CTX, [svc(clusterIP="None")], {"default/web": [ep("10.244.1.2")]})
+    assert rs.elements.get("service-ips", {}) == {}
+
+
+def test_diff_touches_only_what_changed():
+    a = compile_services(CTX, [svc(), svc("api", clusterIP="10.96.0.21")],
+                         {"default/web": [ep("10.244.1.2")], "default/api": [ep("10.244.1.9")]})
+    b = compile_services(CTX, [svc(), svc("api", clusterIP="10.96.0.21")],
+                         {"default/web": [ep("10.244.1.2"), ep("10.244.2.2")], "default/api": [ep("10.244.1.9")]})
+    d = ruleset.diff(a, b)
+    assert "default/web" in d and "default/api" not in d
+    assert "delete table" not in d and ruleset.diff(b, b) == ""
+    assert ruleset.full(b).startswith("add table ip gingham-services\ndelete table ip gingham-services\n")
+
+
+@pytest.mark.parametrize("spec,field", [
+    ({"ports": [{"port": 0}]}, "spec.ports[0].port"),
+    ({"ports": [{"port": 80, "nodePort": 30080}]}, "spec.ports[0].nodePort"),  # ClusterIP has none
+    ({"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}, "spec.ports[0].nodePort"),
+    ({"clusterIP": "10.1.2.3", "ports": [{"port": 80}]}, "spec.clusterIP"),
+    ({"selector": {"app": 5}, "ports": [{"port": 80}]}, "spec.selector"),
+    ({"ports": [{"port": 80}, {"port": 81}]}, "spec.ports[0].name"),
+    ({"sessionAffinity": "Cookie", "ports": [{"port": 80}]}, "spec.sessionAffinity"),
+    ({"loadBalancerSourceRanges": ["nope"], "type": "LoadBalancer", "ports": [{"port": 80}]},
+     "spec.loadBalancerSourceRanges[0]"),
+])
+def test_malformed_services_name_the_field(spec, field):
+    with pytest.raises(ServiceError) as e:
+        parse_service("default", "x", {"spec": spec}, "10.96.0.0/16")
+    assert e.value.field == field

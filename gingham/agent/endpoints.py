@@ -20,9 +20,9 @@ def pod_views(state: ClusterState, statuses: dict[str, dict[str, Any]]) -> list[
     out = []
     for key, pod in state.pods.items():
         rec = (statuses.get(pod.node_name, {}).get("pods") or {}).get(key) or {}
-        if not rec.get("ip"):
+        if not rec.get("ip") or rec.get("terminating"):
             continue
-        out.append(PodView(pod.namespace, pod.name, pod.labels, pod.node_name, rec["ip"], bool(rec.get("ready", True)),
+        out.append(PodView(pod.namespace, pod.name, pod.labels, pod.node_name, rec["ip"], bool(rec.get("ready")),
                            False, tuple((p.name, p.protocol, p.port) for p in pod.ports), pod.name))
     return out
 

@@ -30,14 +30,17 @@ from ..kernel import arp, netns, nft
 from ..kernel.links import Netlink
 from ..model.objects import ClusterState, Pod
 from ..overlay.plan import OverlayPlan, compile_overlay
-from ..services import ruleset
-from ..services.compile import NodeContext, compile_services
+from ..services.compile import NodeContext
+from ..services.proxy import ServiceProxy
 from .cni_server import CNIServer, warm_up
 from .endpoints import digest, endpoints_of
 from .health import HealthServers
 from .store import Store, decode_state, write_json
 
 NODE_TABLE = "gingham-node"
+# A removed pod keeps running this long, out of every Service's endpoints, before it is torn
+# down (terminationGracePeriodSeconds; 30 s in Kubernetes, short in a lab).
+GRACE_SECONDS = 1.5
 BRIDGE = "cni0"
 UPLINK = "eth0"
 
@@ -88,7 +91,7 @@ class NodeAgent:
         self.pods_file = os.path.join(self.dir, "pods.json")
         self.stop = threading.Event()
         self.applied = 0
-        self.services_rs: ruleset.Ruleset | None = None  # what the kernel holds, for partial syncs
+        self.proxy: ServiceProxy | None = None  # what the kernel holds, for partial syncs
         self.services_seen = ""
         self.endpoint_ips: dict[str, set[str]] = {}
         self.health = HealthServers()
@@ -117,7 +120,7 @@ class NodeAgent:
             while not self.stop.is_set():
                 rev = self.store.revision()
                 try:
-                    if rev != self.applied or time.monotonic() - last_full > 5:
+                    if rev != self.applied or time.monotonic() - last_full > 5 or self.terminating_due():
                         self.reconcile()
                         last_full = time.monotonic()
                     self.sync_services()
@@ -126,7 +129,8 @@ class NodeAgent:
                         last_beat = time.monotonic()
                 except Exception:
                     traceback.print_exc(file=sys.stderr)
-                    self.services_rs = None  # the next sync writes the whole table again
+                    if self.proxy is not None:
+                        self.proxy.full_sync = True  # the next sync writes the whole table again
                     time.sleep(0.5)
                 self.stop.wait(0.05)
         finally:
@@ -175,13 +179,12 @@ class NodeAgent:
         statuses[self.node] = {**self.status, "pods": self.load_pods()}
         services, eps = endpoints_of(state, statuses)
         seen = digest(eps) + str(doc["revision"]) + ",".join(sorted(self.alive_nodes(statuses)))
-        if seen == self.services_seen and self.services_rs is not None:
+        if seen == self.services_seen and self.proxy is not None and not self.proxy.full_sync:
             return
         ctx = NodeContext(self.node, nodes[self.node]["ip"], state.cluster.pod_cidr, state.cluster.service_cidr)
-        rs = compile_services(ctx, services, eps)
-        script = ruleset.full(rs) if self.services_rs is None else ruleset.diff(self.services_rs, rs)
-        nft.run(script)
-        self.services_rs = rs
+        if self.proxy is None or self.proxy.ctx != ctx:
+            self.proxy = ServiceProxy(ctx, nft.run)
+        self.proxy.sync(services, eps)
         self.set_bridge_netfilter(any(s.cluster_ip and not s.headless for s in services))
         self.flush_stale_udp(services, eps)
         self.announce_load_balancers(services, eps, statuses)
@@ -246,7 +249,7 @@ class NodeAgent:
         nothing outside this node changes. (A Service backend on the same bridge replying
         to its client is the case that needs them back on; the Services compiler owns that.)
         """
-        if self.services_rs is None:
+        if self.proxy is None:
             self.set_bridge_netfilter(False)
 
     # -- overlay ---------------------------------------------------------------------
@@ -280,16 +283,26 @@ class NodeAgent:
                     nl.del_route(dst, r["oif"], r["gw"])
 
     # -- pods ------------------------------------------------------------------------
+    def terminating_due(self) -> bool:
+        return any(r.get("terminating") and time.time() - r["terminating"] > GRACE_SECONDS
+                   for r in self.load_pods().values())
+
     def reconcile_pods(self, lab: str, state: ClusterState, net: Network) -> None:
         wanted = {k: p for k, p in state.pods.items() if p.node_name == self.node}
         have = self.load_pods()
         for key in [k for k in have if k not in wanted]:
-            self.teardown(net, key, have.pop(key))
-            self.save_pods(have)
+            rec = have[key]
+            if not rec.get("terminating"):  # first out of the endpoints, then gone
+                rec["terminating"], rec["ready"] = time.time(), False
+                self.save_pods(have)
+            elif time.time() - rec["terminating"] > GRACE_SECONDS:
+                self.teardown(net, key, have.pop(key))
+                self.save_pods(have)
         for key, pod in wanted.items():
             rec = have.get(key)
             ports = [[p.port, p.protocol] for p in pod.ports]
-            if rec is not None and netns.exists(netns.path_of(rec["netns"])) and rec.get("ip"):
+            if rec is not None and netns.exists(netns.path_of(rec["netns"])) and rec.get("ip") \
+                    and not rec.get("terminating"):
                 if rec.get("ports") != ports or not self.workload_alive(rec):
                     self.stop_workload(rec)
                     rec["pid"] = self.start_workload(rec["netns"], pod)
@@ -302,6 +315,10 @@ class NodeAgent:
             have[key] = self.setup(lab, net, pod)
             self.save_pods(have)
         self.wait_workloads(list(wanted.values()))
+        for key, pod in wanted.items():  # readiness: endpoints only once the workload listens
+            if key in have:
+                have[key]["ready"] = not pod.ports or os.path.exists(self.ready_file(pod))
+        self.save_pods(have)
 
     def attachment(self, pod: Pod, path: str) -> Attachment:
         return Attachment(container_id(pod), path, "eth0",
@@ -321,6 +338,7 @@ class NodeAgent:
         ip = next((i["address"].split("/")[0] for i in result.get("ips", [])
                    if ipaddress.ip_interface(i["address"]).version == 4), "")
         rec = {"namespace": pod.namespace, "name": pod.name, "netns": name, "ip": ip, "labels": pod.labels,
+               "ready": False,
                "ports": [[p.port, p.protocol] for p in pod.ports], "cid": container_id(pod),
                "hostVeth": result["interfaces"][1]["name"] if len(result.get("interfaces", [])) > 1 else ""}
         rec["pid"] = self.start_workload(name, pod)

@@ -226,8 +226,10 @@ class Lab:
                     pending.append(f"node {node} at revision {st.get('revision', 0)} of {rev}")
                     continue
                 for key, pod in state.pods.items():
-                    if pod.node_name == node and not (st.get("pods", {}).get(key) or {}).get("ip"):
-                        pending.append(f"pod {key} has no address yet")
+                    if pod.node_name == node and not (st.get("pods", {}).get(key) or {}).get("ready"):
+                        pending.append(f"pod {key} is not ready yet")
+                pending += [f"pod {k} is still terminating" for k in st.get("pods", {}) if k not in state.pods
+                            or state.pods[k].node_name != node]
             if not pending:
                 statuses = self.statuses(state)
                 want = digest(endpoints_of(state, statuses)[1])

@@ -27,16 +27,15 @@ def ep(ip, node="node-2", port=8080, proto="TCP", name="", ready=True):
 
 
 def test_cluster_ip_dispatches_to_every_endpoint():
-    rs = compile_services(CTX, [svc()], {"default/web": [ep("10.244.1.2"), ep("10.244.2.2")]})
+    rs = compile_services(CTX, [svc()], {"default/web": [ep("10.244.1.2"), ep("10.244.2.2"), ep("10.244.3.2")]})
     chain = rs.elements["service-ips"]["10.96.0.20 . tcp . 80"].removeprefix("goto ")
-    rules = rs.chains[chain]
-    assert rules[0] == "ip daddr 10.96.0.20 ip saddr != 10.244.0.0/16 jump mark-for-masquerade"
-    assert rules[1].startswith("numgen random mod 2 vmap {")
-    targets = [r.split()[-1] for r in rs.chains if r.startswith("endpoint-")]
-    assert sorted(rs.chains[t][-1] for t in rs.chains if t.startswith("endpoint-")) == [
-        "meta l4proto tcp dnat to 10.244.1.2:8080", "meta l4proto tcp dnat to 10.244.2.2:8080"]
-    assert all(rs.chains[t][0].startswith("ip saddr 10.244.") for t in targets)  # hairpin masquerade
+    assert rs.chains[chain] == ["numgen random mod 3 == 0 meta l4proto tcp dnat to 10.244.1.2:8080",
+                                "numgen random mod 2 == 0 meta l4proto tcp dnat to 10.244.2.2:8080",
+                                "meta l4proto tcp dnat to 10.244.3.2:8080"]
+    assert set(rs.elements["hairpin"]) == {"10.244.1.2 . 10.244.1.2", "10.244.2.2 . 10.244.2.2",
+                                           "10.244.3.2 . 10.244.3.2"}
     assert "10.96.0.20" in rs.elements["cluster-ips"]
+    assert rs.chains["services"][0] == "ip saddr != 10.244.0.0/16 ip daddr @cluster-ips jump mark-for-masquerade"
 
 
 def test_no_endpoints_rejects_and_makes_no_chain():
@@ -57,7 +56,9 @@ def test_session_affinity_uses_a_timed_set_per_endpoint():
     (aff,) = [n for n in rs.sets if n.startswith("affinity-")]
     assert rs.sets[aff] == "type ipv4_addr; flags dynamic,timeout; timeout 60s"
     (epc,) = [n for n in rs.chains if n.startswith("endpoint-")]
-    assert rs.chains[epc][1] == f"update @{aff} {{ ip saddr }}"
+    assert rs.chains[epc][0] == f"update @{aff} {{ ip saddr }}"
+    chain = rs.elements["service-ips"]["10.96.0.20 . tcp . 80"].removeprefix("goto ")
+    assert rs.chains[chain][0] == f"ip saddr @{aff} goto {epc}"  # a known client goes back where it went
 
 
 def test_traffic_policies_local():
@@ -111,3 +112,33 @@ def test_malformed_services_name_the_field(spec, field):
     with pytest.raises(ServiceError) as e:
         parse_service("default", "x", {"spec": spec}, "10.96.0.0/16")
     assert e.value.field == field
+
+
+def test_countdown_numgen_gives_every_endpoint_the_same_chance():
+    """The rule `numgen random mod (k - i) == 0` at position i, taken in order, is uniform."""
+    from fractions import Fraction
+    for k in range(1, 9):
+        left, chances = Fraction(1), []
+        for i in range(k):
+            p = Fraction(1, k - i) if i < k - 1 else Fraction(1)
+            chances.append(left * p)
+            left -= left * p
+        assert chances == [Fraction(1, k)] * k
+
+
+def test_proxy_rewrites_only_the_changed_service():
+    from gingham.services.proxy import ServiceProxy
+    scripts = []
+    proxy = ServiceProxy(CTX, scripts.append)
+    web, api = svc(), svc("api", clusterIP="10.96.0.21")
+    eps = {"default/web": [ep("10.244.1.2")], "default/api": [ep("10.244.1.9")]}
+    proxy.sync([web, api], eps)
+    assert scripts[-1].startswith("add table ip gingham-services")
+    proxy.sync([web, api], {**eps, "default/web": [ep("10.244.1.2"), ep("10.244.2.2")]})
+    assert "default/web" in scripts[-1] and "default/api" not in scripts[-1] and "delete table" not in scripts[-1]
+    assert "add element ip gingham-services hairpin { 10.244.2.2 . 10.244.2.2 }" in scripts[-1]
+    proxy.sync([web, api], {**eps, "default/web": [ep("10.244.1.2"), ep("10.244.2.2")]})
+    assert scripts[-1] == ""
+    proxy.sync([api], eps)  # web deleted
+    assert "delete chain ip gingham-services service-" in scripts[-1] and "default/api" not in scripts[-1]
+    assert "delete element ip gingham-services hairpin { 10.244.1.2 . 10.244.1.2 }" in scripts[-1]

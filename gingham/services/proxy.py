@@ -1,0 +1,128 @@
+"""The node's Service proxy state: what the kernel holds, per Service, for partial syncs.
+
+`sync()` recompiles only the Services whose object or endpoints changed and writes one
+transaction with the differences of those fragments (and of the base, which changes only
+with the node); everything else is left untouched in the kernel. After a failed write,
+or at start, it writes the whole table. Shared elements (the hairpin pairs) are
+reference-counted across fragments so one Service cannot remove another's.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..model.services import Endpoint, Service
+from . import ruleset
+from .compile import NodeContext, base_ruleset, compile_service, merge
+from .ruleset import Ruleset
+
+SHARED = ("hairpin",)
+
+
+@dataclass
+class ServiceProxy:
+    ctx: NodeContext
+    run: Callable[[str], None]
+    base: Ruleset | None = None
+    inputs: dict[str, tuple[Service, tuple[Endpoint, ...]]] = field(default_factory=dict)
+    fragments: dict[str, Ruleset] = field(default_factory=dict)
+    shared: Counter[tuple[str, str]] = field(default_factory=Counter)
+    full_sync: bool = True
+
+    def sync(self, services: list[Service], endpoints: dict[str, list[Endpoint]],
+             changed: set[str] | None = None) -> str:
+        """Brings the kernel to the given state; `changed` (keys) narrows the comparison when known.
+
+        Work is proportional to the Services that changed, except for two set operations on
+        the keys (C speed) that find Services that appeared or went away.
+        """
+        by_key = {s.key: s for s in services}
+        if changed is None or self.full_sync:
+            keys = set(by_key) | set(self.inputs)
+        else:
+            keys = set(changed) | (self.inputs.keys() - by_key.keys()) | (by_key.keys() - self.inputs.keys())
+        updates: dict[str, tuple[tuple[Service, tuple[Endpoint, ...]] | None, Ruleset | None]] = {}
+        for k in keys:
+            if k not in by_key:
+                if k in self.inputs:
+                    updates[k] = (None, None)
+                continue
+            inp = (by_key[k], tuple(endpoints.get(k, [])))
+            if self.full_sync or self.inputs.get(k) != inp:
+                updates[k] = (inp, compile_service(self.ctx, inp[0], list(inp[1])))
+        base = base_ruleset(self.ctx)
+        delta: Counter[tuple[str, str]] = Counter()
+        for k, (_, frag) in updates.items():
+            for name in SHARED:
+                for e in (self.fragments[k].elements.get(name, {}) if k in self.fragments else {}):
+                    delta[(name, e)] -= 1
+                for e in (frag.elements.get(name, {}) if frag is not None else {}):
+                    delta[(name, e)] += 1
+        try:
+            if self.full_sync or self.base is None:
+                full = Ruleset(base.family, base.table, base.base, dict(base.chains), dict(base.maps), dict(base.sets),
+                               {c: dict(e) for c, e in base.elements.items()})
+                for k, frag in self.fragments.items():
+                    if k not in updates:
+                        merge(full, frag)
+                for _, frag in updates.values():
+                    if frag is not None:
+                        merge(full, frag)
+                script = ruleset.full(full)
+            else:
+                parts = [ruleset.diff(self.base, base)]
+                for k, (_, frag) in updates.items():
+                    parts.append(ruleset.diff(self._own(self.fragments.get(k)), self._own(frag)))
+                parts.append(self._shared_diff(delta))
+                script = "".join(parts)
+            self.run(script)
+        except Exception:
+            self.full_sync = True
+            raise
+        if self.full_sync:
+            self.shared = Counter()
+            delta = self._count(list(self.fragments[k] for k in self.fragments if k not in updates) +
+                                [f for _, f in updates.values() if f is not None])
+        for key, d in delta.items():
+            self.shared[key] += d
+            if self.shared[key] <= 0:
+                del self.shared[key]
+        for k, (inp, frag) in updates.items():
+            if inp is None or frag is None:
+                self.inputs.pop(k, None)
+                self.fragments.pop(k, None)
+            else:
+                self.inputs[k], self.fragments[k] = inp, frag
+        self.base, self.full_sync = base, False
+        return script
+
+    @staticmethod
+    def _own(frag: Ruleset | None) -> Ruleset:
+        """A fragment without the shared elements, which `_shared_diff` handles."""
+        if frag is None:
+            return Ruleset("ip", "gingham-services")
+        return Ruleset(frag.family, frag.table, [], frag.chains, {}, frag.sets,
+                       {c: e for c, e in frag.elements.items() if c not in SHARED})
+
+    @staticmethod
+    def _count(frags: object) -> Counter[tuple[str, str]]:
+        c: Counter[tuple[str, str]] = Counter()
+        for f in frags:  # type: ignore[attr-defined]
+            for name in SHARED:
+                for k in f.elements.get(name, {}):
+                    c[(name, k)] += 1
+        return c
+
+    def _shared_diff(self, delta: Counter[tuple[str, str]]) -> str:
+        t = "ip gingham-services"
+        out = []
+        for key, d in delta.items():
+            was = self.shared.get(key, 0) > 0
+            now = self.shared.get(key, 0) + d > 0
+            if was and not now:
+                out.append(f"delete element {t} {key[0]} {{ {key[1]} }}")
+            elif now and not was:
+                out.append(f"add element {t} {key[0]} {{ {key[1]} }}")
+        return "\n".join(out) + ("\n" if out else "")

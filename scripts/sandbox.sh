@@ -7,7 +7,7 @@ if [ "${GINGHAM_SANDBOX:-}" = 1 ]; then exec "$@"; fi
 exec unshare --net --mount --pid --fork --mount-proc --propagation private \
   env GINGHAM_SANDBOX=1 bash -c '
     set -e
-    for d in /run/netns /var/lib/cni /run/cni /etc/cni /opt/cni /run/gingham /var/lib/gingham /run/containerd /var/lib/containerd /run/gingham-lab; do
+    for d in /run/netns /etc/netns /var/lib/cni /run/cni /etc/cni /opt/cni /run/gingham /var/lib/gingham /run/containerd /var/lib/containerd /run/gingham-lab; do
       mkdir -p "$d" && mount -t tmpfs -o mode=0755 gingham-sandbox "$d"
     done
     ip link set lo up

@@ -7,12 +7,13 @@ seen the same endpoints), so both derive them in exactly one way.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from dataclasses import asdict
 from typing import Any
 
 from ..model.objects import ClusterState
-from ..model.services import Endpoint, PodView, Service, derive_endpoints
+from ..model.services import Endpoint, PodView, Service, ServicePort, derive_endpoints
 from ..services.allocate import services_of
 
 
@@ -27,9 +28,29 @@ def pod_views(state: ClusterState, statuses: dict[str, dict[str, Any]]) -> list[
     return out
 
 
-def endpoints_of(state: ClusterState, statuses: dict[str, dict[str, Any]]) -> tuple[list[Service], dict[str, list[Endpoint]]]:
+def kube_dns(state: ClusterState, nodes: dict[str, dict[str, Any]]) -> tuple[Service, list[Endpoint]]:
+    """The `kube-system/kube-dns` Service at .10 of the service range; every node's agent serves it."""
+    ip = str(ipaddress.ip_network(state.cluster.service_cidr).network_address + 10)
+    ports = (ServicePort("dns", "UDP", 53, 53), ServicePort("dns-tcp", "TCP", 53, 53),
+             ServicePort("metrics", "TCP", 9153, 9153))
+    # internalTrafficPolicy Local: a pod's queries go to its own node's server (NodeLocal
+    # DNSCache's idea), never across the underlay from a pod address.
+    svc = Service("kube-system", "kube-dns", "ClusterIP", ip, ports, None, internal_policy_local=True)
+    eps = [Endpoint(n["ip"], name, f"node/{name}", ports=(("dns", "UDP", 53), ("dns-tcp", "TCP", 53),
+                                                           ("metrics", "TCP", 9153)))
+           for name, n in sorted(nodes.items())]
+    return svc, eps
+
+
+def endpoints_of(state: ClusterState, statuses: dict[str, dict[str, Any]],
+                 nodes: dict[str, dict[str, Any]] | None = None) -> tuple[list[Service], dict[str, list[Endpoint]]]:
     services = services_of(state)
-    return services, derive_endpoints(services, pod_views(state, statuses))
+    eps = derive_endpoints(services, pod_views(state, statuses))
+    if nodes:
+        dns, dns_eps = kube_dns(state, nodes)
+        services.append(dns)
+        eps[dns.key] = dns_eps
+    return services, eps
 
 
 def digest(endpoints: dict[str, list[Endpoint]]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,8 @@ import hashlib
 from ..cni import install
 from ..cni.runtime import Attachment, Network, Runtime
 from ..cni.spec import CNIError
+from ..dns import records
+from ..dns.server import DNSServer
 from ..kernel import arp, netns, nft
 from ..kernel.links import Netlink
 from ..model.objects import ClusterState, Pod
@@ -96,6 +99,8 @@ class NodeAgent:
         self.endpoint_ips: dict[str, set[str]] = {}
         self.health = HealthServers()
         self.status: dict[str, Any] = {}
+        self.dns_index = records.RecordIndex()
+        self.dns: DNSServer | None = None
 
     # -- records -------------------------------------------------------------------
     def load_pods(self) -> dict[str, dict[str, Any]]:
@@ -114,6 +119,11 @@ class NodeAgent:
         warm_up()
         server = CNIServer(self.sock)
         server.start()
+        # bound to the node address, not 0.0.0.0: a UDP reply from a wildcard socket takes the
+        # source address of the route back (cni0's), which conntrack would not match to the DNAT
+        node_ip = self.store.read()["nodes"][self.node]["ip"]
+        self.dns = DNSServer(lambda: self.dns_index, node_ip)
+        self.dns.start()
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         last_full = last_beat = 0.0
         try:
@@ -135,6 +145,8 @@ class NodeAgent:
                 self.stop.wait(0.05)
         finally:
             self.health.stop()
+            if self.dns is not None:
+                self.dns.stop()
             server.stop()
 
     def reconcile(self) -> None:
@@ -177,7 +189,7 @@ class NodeAgent:
         nodes = doc["nodes"]
         statuses = {n: self.store.status(n) for n in state.cluster.nodes}
         statuses[self.node] = {**self.status, "pods": self.load_pods()}
-        services, eps = endpoints_of(state, statuses)
+        services, eps = endpoints_of(state, statuses, nodes)
         seen = digest(eps) + str(doc["revision"]) + ",".join(sorted(self.alive_nodes(statuses)))
         if seen == self.services_seen and self.proxy is not None and not self.proxy.full_sync:
             return
@@ -189,6 +201,9 @@ class NodeAgent:
         self.flush_stale_udp(services, eps)
         self.announce_load_balancers(services, eps, statuses)
         self.health.sync(nodes[self.node]["ip"], services, eps, self.node)
+        running = [(p.namespace, rec["ip"]) for n, st in statuses.items() for k, rec in (st.get("pods") or {}).items()
+                   if rec.get("ip") and (p := state.pods.get(k)) is not None]
+        self.dns_index = records.build(services, eps, running, state.cluster.cluster_domain)
         self.services_seen = seen
         self.status["endpoints"] = digest(eps)
         self.write_status()
@@ -341,8 +356,20 @@ class NodeAgent:
                "ready": False,
                "ports": [[p.port, p.protocol] for p in pod.ports], "cid": container_id(pod),
                "hostVeth": result["interfaces"][1]["name"] if len(result.get("interfaces", [])) > 1 else ""}
+        self.write_resolv_conf(name, pod)
         rec["pid"] = self.start_workload(name, pod)
         return rec
+
+    def write_resolv_conf(self, ns_name: str, pod: Pod) -> None:
+        """What kubelet writes for dnsPolicy ClusterFirst; `ip netns exec` mounts it over /etc/resolv.conf."""
+        doc = self.store.read()
+        state = decode_state(doc)
+        dom = state.cluster.cluster_domain
+        dns_ip = str(ipaddress.ip_network(state.cluster.service_cidr).network_address + 10)
+        d = os.path.join("/etc/netns", ns_name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "resolv.conf"), "w") as f:
+            f.write(f"search {pod.namespace}.svc.{dom} svc.{dom} {dom}\nnameserver {dns_ip}\noptions ndots:5\n")
 
     def teardown(self, net: Network, key: str, rec: dict[str, Any]) -> None:
         self.stop_workload(rec)
@@ -356,6 +383,7 @@ class NodeAgent:
         except CNIError as e:
             print(f"agent {self.node}: CNI DEL {key}: {e}", file=sys.stderr)
         netns.delete(rec["netns"])
+        shutil.rmtree(os.path.join("/etc/netns", rec["netns"]), ignore_errors=True)
 
     def start_workload(self, ns_name: str, pod: Pod) -> int:
         if not pod.ports:

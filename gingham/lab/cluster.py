@@ -232,7 +232,7 @@ class Lab:
                             or state.pods[k].node_name != node]
             if not pending:
                 statuses = self.statuses(state)
-                want = digest(endpoints_of(state, statuses)[1])
+                want = digest(endpoints_of(state, statuses, self.store.read()["nodes"])[1])
                 pending = [f"node {n} has not programmed the current endpoints" for n, st in statuses.items()
                            if st.get("endpoints") != want]
             if not pending:
@@ -279,7 +279,7 @@ class Lab:
 
     def services(self, namespace: str | None = None) -> list[dict[str, Any]]:
         state, _ = self.state()
-        services, _ = endpoints_of(state, self.statuses(state))
+        services, _ = endpoints_of(state, self.statuses(state), self.store.read()["nodes"])
         out = []
         for s in sorted(services, key=lambda s: s.key):
             if namespace and s.namespace != namespace:
@@ -293,7 +293,7 @@ class Lab:
 
     def endpointslices(self, namespace: str | None = None) -> list[dict[str, Any]]:
         state, _ = self.state()
-        _, eps = endpoints_of(state, self.statuses(state))
+        _, eps = endpoints_of(state, self.statuses(state), self.store.read()["nodes"])
         out = []
         for key, lst in sorted(eps.items()):
             ns, name = key.split("/", 1)

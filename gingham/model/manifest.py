@@ -160,7 +160,10 @@ def _cluster(d: _Doc) -> Cluster:
             lb_pool_addresses(pool)
         except ValueError as e:
             raise d.error("spec.loadBalancerPool", str(e)) from None
-    return Cluster(name, nodes, str(cidrs["podCIDR"]), str(cidrs["serviceCIDR"]), mask, overlay, pool)
+    domain = d.get("spec.clusterDomain", str, "cluster.local").strip(".").lower()
+    if not _DNS1123_SUBDOMAIN.match(domain):
+        raise d.error("spec.clusterDomain", f"{domain!r} is not a DNS domain")
+    return Cluster(name, nodes, str(cidrs["podCIDR"]), str(cidrs["serviceCIDR"]), mask, overlay, domain, pool)
 
 
 def lb_pool_addresses(pool: str) -> list[str]:

@@ -49,6 +49,7 @@ class Cluster:
     service_cidr: str = DEFAULT_SERVICE_CIDR
     node_cidr_mask: int = 24
     overlay: str = "vxlan"
+    cluster_domain: str = "cluster.local"
     load_balancer_pool: str = ""  # "192.168.200.200/29" or "192.168.200.200-192.168.200.209"
 
     def node_cidrs(self) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Cluster DNS: the record index (pure) and the asyncio server."""

@@ -1,0 +1,146 @@
+"""The cluster DNS server: `answer()` is a pure function of the index and the query; the
+asyncio protocols only frame bytes (UDP with truncation at 512 bytes or the EDNS size,
+TCP with the 2-byte length), and any failure becomes SERVFAIL, never a dead server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import threading
+from collections import Counter
+from typing import Callable
+
+from dnslib import CNAME, PTR, QTYPE, RCODE, RR, SRV, TXT, A, AAAA, DNSError, DNSRecord
+
+from .records import TTL, RecordIndex
+
+_RDATA = {"A": A, "AAAA": AAAA, "CNAME": CNAME, "PTR": PTR, "TXT": TXT}
+
+
+def _rdata(rtype: str, data: str) -> object:
+    if rtype == "SRV":
+        prio, weight, port, target = data.split()
+        return SRV(int(prio), int(weight), int(port), target)
+    return _RDATA[rtype](data)
+
+
+def answer(index: RecordIndex, query: DNSRecord) -> DNSRecord:
+    reply = query.reply()
+    reply.header.ra = 1
+    if not query.questions:
+        reply.header.rcode = RCODE.FORMERR
+        return reply
+    q = query.questions[0]
+    name, rtype = str(q.qname), QTYPE.get(q.qtype, str(q.qtype))
+    if not index.in_zone(name):
+        reply.header.rcode = RCODE.SERVFAIL  # no upstream configured: fail fast, never leave the lab
+        return reply
+    if not index.synced:
+        reply.header.rcode = RCODE.SERVFAIL
+        return reply
+    rcode, recs = index.lookup(name, rtype)
+    reply.header.aa = 1
+    reply.header.rcode = getattr(RCODE, rcode)
+    for rt, data in recs:
+        reply.add_answer(RR(name, getattr(QTYPE, rt), rdata=_rdata(rt, data), ttl=TTL))
+    return reply
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, str]] = Counter()  # (type, rcode)
+        self.lock = threading.Lock()
+
+    def count(self, rtype: str, rcode: str) -> None:
+        with self.lock:
+            self.requests[(rtype, rcode)] += 1
+
+    def prometheus(self) -> str:
+        lines = ["# TYPE gingham_dns_requests_total counter"]
+        with self.lock:
+            for (t, r), n in sorted(self.requests.items()):
+                lines.append(f'gingham_dns_requests_total{{type="{t}",rcode="{r}"}} {n}')
+        return "\n".join(lines) + "\n"
+
+
+def handle(get_index: Callable[[], RecordIndex], data: bytes, stats: Stats, max_udp: int | None) -> bytes | None:
+    try:
+        query = DNSRecord.parse(data)
+    except (DNSError, struct.error, IndexError, ValueError, UnicodeDecodeError):
+        if len(data) >= 12:  # a header we can echo back: FORMERR, as RFC 1035 asks
+            hdr = bytearray(data[:12])
+            hdr[2] = (hdr[2] | 0x80) & 0xF9
+            hdr[3] = (hdr[3] & 0xF0) | RCODE.FORMERR
+            return bytes(hdr[:4]) + b"\x00" * 8
+        return None
+    try:
+        reply = answer(get_index(), query)
+    except Exception:
+        reply = query.reply()
+        reply.header.rcode = RCODE.SERVFAIL
+    qt = QTYPE.get(query.questions[0].qtype, "?") if query.questions else "?"
+    stats.count(str(qt), RCODE.get(reply.header.rcode, "?"))
+    out = reply.pack()
+    if max_udp is not None:
+        limit = max(512, min(max_udp, 4096))
+        for rr in query.ar:
+            if rr.rtype == QTYPE.OPT:
+                limit = max(512, min(rr.rclass, 4096))
+        if len(out) > limit:
+            reply.rr = []
+            reply.header.tc = 1
+            out = reply.pack()
+    return out
+
+
+class _UDP(asyncio.DatagramProtocol):
+    def __init__(self, srv: "DNSServer") -> None:
+        self.srv = srv
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        out = handle(self.srv.get_index, data, self.srv.stats, 512)
+        if out is not None:
+            self.transport.sendto(out, addr)  # type: ignore[attr-defined]
+
+
+class DNSServer:
+    """Serves UDP and TCP on `host:port` from a thread of its own."""
+
+    def __init__(self, get_index: Callable[[], RecordIndex], host: str = "0.0.0.0", port: int = 53) -> None:
+        self.get_index, self.host, self.port = get_index, host, port
+        self.stats = Stats()
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+
+    async def _tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readexactly(2)
+                data = await reader.readexactly(struct.unpack("!H", head)[0])
+                out = handle(self.get_index, data, self.stats, None)
+                if out is None:
+                    break
+                writer.write(struct.pack("!H", len(out)) + out)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, daemon=True, name="dns").start()
+        self.ready.wait(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.loop.create_datagram_endpoint(lambda: _UDP(self), (self.host, self.port)))
+        self.loop.run_until_complete(asyncio.start_server(self._tcp, self.host, self.port))
+        self.ready.set()
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)

@@ -243,7 +243,7 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
         if pod.node_name and pod.node_name not in state.cluster.nodes:
             raise d.error("spec.nodeName", f"{pod.node_name!r} is not a node of cluster {state.cluster.name} "
                                            f"({', '.join(state.cluster.nodes)})")
-        if pod.key in state.pods and base is not None and pod.key in base.pods:
+        if base is not None and pod.key in base.pods:  # an updated pod stays where it was scheduled
             pod = replace(pod, node_name=pod.node_name or base.pods[pod.key].node_name)
         state.pods[pod.key] = pod
     for d, ns, name in pending_services:

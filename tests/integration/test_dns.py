@@ -1,0 +1,130 @@
+"""Cluster DNS from pods in a lab, with dig (bind9-dnsutils) through the pod's own resolv.conf."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from gingham.lab.cluster import Lab
+
+from .conftest import RUN_ID
+from .test_lab import manifest
+
+pytestmark = pytest.mark.skipif(not shutil.which("dig"), reason="dig (bind9-dnsutils) is not installed")
+
+CLUSTER = """
+apiVersion: gingham.dev/v1alpha1
+kind: Cluster
+metadata: {name: dns}
+spec: {nodes: 2}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: d, ports: [{name: pg, containerPort: 5432}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: shop}
+spec: {containers: [{name: c, ports: [{containerPort: 7}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: shop}
+spec: {selector: {app: db}, ports: [{name: pg, port: 5432, targetPort: pg}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: shop}
+spec: {clusterIP: None, selector: {app: db}, ports: [{name: pg, port: 5432}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: docs, namespace: shop}
+spec: {type: ExternalName, externalName: docs.example.org}
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    lab = Lab(f"d{RUN_ID}")
+    try:
+        lab.up([manifest(tmp_path_factory.mktemp("dns"), CLUSTER)])
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers():
+    yield
+
+
+def dig(lab: Lab, *args: str, pod: str = "shop/client") -> str:
+    ns = os.path.basename(lab.target_netns(pod))
+    r = subprocess.run(["ip", "netns", "exec", ns, "dig", "+time=2", "+tries=1", *args], capture_output=True, text=True)
+    return r.stdout
+
+
+def short(lab: Lab, *args: str) -> list[str]:
+    return sorted(dig(lab, "+short", *args).split("\n")[:-1])
+
+
+def test_service_names_through_the_search_path(lab):
+    cip = next(s["clusterIP"] for s in lab.services() if s["name"] == "backend")
+    assert short(lab, "backend.shop.svc.cluster.local") == [cip]
+    assert short(lab, "+search", "backend") == [cip]          # <svc> from the same namespace
+    assert short(lab, "+search", "backend.shop") == [cip]
+    assert short(lab, "+tcp", "backend.shop.svc.cluster.local") == [cip]
+    assert short(lab, "-x", cip) == ["backend.shop.svc.cluster.local."]
+    assert short(lab, "TXT", "dns-version.cluster.local") == ['"1.1.0"']
+    resolv = subprocess.run(["ip", "netns", "exec", os.path.basename(lab.target_netns("shop/client")), "cat",
+                             "/etc/resolv.conf"], capture_output=True, text=True).stdout
+    assert "search shop.svc.cluster.local svc.cluster.local cluster.local" in resolv and "ndots:5" in resolv
+    assert "nameserver 10.96.0.10" in resolv
+
+
+def test_headless_srv_externalname_and_pods(lab):
+    pods = {p["name"]: p["ip"] for p in lab.pods("shop")}
+    assert short(lab, "db.shop.svc.cluster.local") == sorted([pods["db-0"], pods["db-1"]])
+    assert short(lab, "db-0.db.shop.svc.cluster.local") == [pods["db-0"]]
+    assert short(lab, "SRV", "_pg._tcp.backend.shop.svc.cluster.local") == ["0 100 5432 backend.shop.svc.cluster.local."]
+    srv = short(lab, "SRV", "_pg._tcp.db.shop.svc.cluster.local")
+    assert sorted(s.split()[-1] for s in srv) == ["db-0.db.shop.svc.cluster.local.", "db-1.db.shop.svc.cluster.local."]
+    assert short(lab, "docs.shop.svc.cluster.local", "CNAME") == ["docs.example.org."]
+    ip = pods["client"]
+    assert short(lab, f"{ip.replace('.', '-')}.shop.pod.cluster.local") == [ip]
+
+
+def test_nxdomain_nodata_and_outside_names(lab):
+    assert "status: NXDOMAIN" in dig(lab, "nothing.shop.svc.cluster.local")
+    out = dig(lab, "AAAA", "backend.shop.svc.cluster.local")
+    assert "status: NOERROR" in out and "ANSWER: 0" in out
+    t = time.monotonic()
+    assert "status: SERVFAIL" in dig(lab, "example.com")  # no upstream: fails at once, never leaves the lab
+    assert time.monotonic() - t < 1.5
+
+
+def test_a_removed_endpoint_leaves_the_answers(lab, tmp_path):
+    pods = {p["name"]: p["ip"] for p in lab.pods("shop")}
+    one = CLUSTER.split("---")[2].replace("replicas: 2", "replicas: 1")
+    lab.apply([manifest(tmp_path, one, "one.yaml")])
+    deadline = time.monotonic() + 2
+    while short(lab, "db.shop.svc.cluster.local") != [pods["db-0"]] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert short(lab, "db.shop.svc.cluster.local") == [pods["db-0"]]
+    assert time.monotonic() < deadline  # within a second or two of the change
+    lab.apply([manifest(tmp_path, CLUSTER.split("---")[2], "two.yaml")])

@@ -1,0 +1,83 @@
+"""The DNS record index and answers by value, and malformed packets thrown at the handler."""
+
+from __future__ import annotations
+
+from dnslib import QTYPE, RCODE, DNSRecord
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gingham.dns.records import build
+from gingham.dns.server import Stats, answer, handle
+from gingham.model.services import Endpoint, parse_service
+
+
+def svc(name, **spec):
+    spec.setdefault("ports", [{"name": "http", "port": 80, "targetPort": 8080}])
+    spec.setdefault("selector", {"app": name})
+    return parse_service("shop", name, {"spec": spec}, "10.96.0.0/16")
+
+
+INDEX = build(
+    [svc("web", clusterIP="10.96.0.11"), svc("db", clusterIP="None"),
+     svc("ext", type="ExternalName", externalName="example.org", ports=[])],
+    {"shop/web": [Endpoint("10.244.1.2", "n1", "shop/web-0", ports=(("http", "TCP", 8080),))],
+     "shop/db": [Endpoint("10.244.1.5", "n1", "shop/db-0", ports=(("http", "TCP", 8080),), hostname="db-0"),
+                 Endpoint("10.244.2.5", "n2", "shop/db-1", ready=False, ports=(("http", "TCP", 8080),),
+                          hostname="db-1")]},
+    [("shop", "10.244.1.2")])
+
+
+def ask(name, qtype="A"):
+    reply = answer(INDEX, DNSRecord.question(name, qtype))
+    return RCODE.get(reply.header.rcode), sorted(f"{QTYPE.get(r.rtype)} {r.rdata}" for r in reply.rr), reply
+
+
+def test_records_of_every_kind():
+    assert ask("web.shop.svc.cluster.local")[:2] == ("NOERROR", ["A 10.96.0.11"])
+    assert ask("db.shop.svc.cluster.local")[:2] == ("NOERROR", ["A 10.244.1.5"])  # the unready one is left out
+    assert ask("db-0.db.shop.svc.cluster.local")[:2] == ("NOERROR", ["A 10.244.1.5"])
+    assert ask("_http._tcp.web.shop.svc.cluster.local", "SRV")[:2] == (
+        "NOERROR", ["SRV 0 100 80 web.shop.svc.cluster.local."])
+    assert ask("_http._tcp.db.shop.svc.cluster.local", "SRV")[1] == ["SRV 0 100 8080 db-0.db.shop.svc.cluster.local."]
+    assert ask("ext.shop.svc.cluster.local")[:2] == ("NOERROR", ["CNAME example.org."])
+    assert ask("11.0.96.10.in-addr.arpa", "PTR")[:2] == ("NOERROR", ["PTR web.shop.svc.cluster.local."])
+    assert ask("10-244-1-2.shop.pod.cluster.local")[:2] == ("NOERROR", ["A 10.244.1.2"])
+    assert ask("dns-version.cluster.local", "TXT")[:2] == ("NOERROR", ['TXT "1.1.0"'])
+    rcode, _, reply = ask("web.shop.svc.cluster.local")
+    assert reply.rr[0].ttl == 5 and reply.header.aa == 1
+
+
+def test_nxdomain_versus_nodata():
+    assert ask("nope.shop.svc.cluster.local")[:2] == ("NXDOMAIN", [])
+    assert ask("web.shop.svc.cluster.local", "AAAA")[:2] == ("NOERROR", [])  # exists, no record of that type
+    assert ask("shop.svc.cluster.local")[:2] == ("NOERROR", [])               # an empty non-terminal exists
+    assert ask("example.com")[0] == "SERVFAIL"                                 # outside the zone, no upstream
+
+
+def test_large_answers_are_truncated_over_udp():
+    eps = [Endpoint(f"10.244.3.{i}", "n1", f"shop/big-{i}", ports=(("http", "TCP", 8080),)) for i in range(1, 60)]
+    ix = build([svc("big", clusterIP="None")], {"shop/big": eps}, [])
+    q = DNSRecord.question("big.shop.svc.cluster.local").pack()
+    udp = DNSRecord.parse(handle(lambda: ix, q, Stats(), 512))
+    tcp = DNSRecord.parse(handle(lambda: ix, q, Stats(), None))
+    assert udp.header.tc == 1 and not udp.rr
+    assert len(tcp.rr) == 59
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(min_size=0, max_size=300))
+def test_malformed_packets_never_break_the_handler(data):
+    out = handle(lambda: INDEX, data, Stats(), 512)
+    if out is not None:
+        assert len(out) >= 12
+        if len(data) >= 2:
+            assert out[:2] == data[:2]  # the reply carries the query's id
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["web", "db", "shop", "svc", "cluster", "local", "x", "_http", "_tcp"]),
+                min_size=1, max_size=6), st.sampled_from(["A", "AAAA", "SRV", "TXT", "PTR", "CNAME", "ANY"]))
+def test_every_name_gets_a_well_formed_answer(labels, qtype):
+    reply = answer(INDEX, DNSRecord.question(".".join(labels), qtype))
+    assert RCODE.get(reply.header.rcode) in ("NOERROR", "NXDOMAIN", "SERVFAIL")
+    DNSRecord.parse(reply.pack())

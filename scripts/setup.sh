@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(iproute2 nftables conntrack containernetworking-plugins iperf3
-              bind9-dnsutils containerd runc util-linux procps iputils-ping busybox-static)
+              bind9-dnsutils containerd runc util-linux procps iputils-ping busybox-static dnsperf dnsmasq-base)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@ TCP with the 2-byte length), and any failure becomes SERVFAIL, never a dead serv
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 import threading
 from collections import Counter
@@ -50,7 +51,11 @@ def answer(index: RecordIndex, query: DNSRecord) -> DNSRecord:
 class Stats:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str]] = Counter()  # (type, rcode)
+        self.cache_hits = 0
         self.lock = threading.Lock()
+
+    def hit(self) -> None:
+        self.cache_hits += 1  # one writer thread (the server loop); a lost update only undercounts
 
     def count(self, rtype: str, rcode: str) -> None:
         with self.lock:
@@ -61,10 +66,56 @@ class Stats:
         with self.lock:
             for (t, r), n in sorted(self.requests.items()):
                 lines.append(f'gingham_dns_requests_total{{type="{t}",rcode="{r}"}} {n}')
+        lines += ["# TYPE gingham_dns_cache_hits_total counter", f"gingham_dns_cache_hits_total {self.cache_hits}"]
         return "\n".join(lines) + "\n"
 
 
-def handle(get_index: Callable[[], RecordIndex], data: bytes, stats: Stats, max_udp: int | None) -> bytes | None:
+class WireCache:
+    """Encoded answers by query bytes (all but the 2-byte id), valid for one index object.
+
+    Answers are a pure function of the index and the query, so a repeated query skips
+    parsing and encoding altogether: the cached reply gets the new id and goes out.
+    """
+
+    LIMIT = 200_000
+
+    def __init__(self) -> None:
+        self.index: RecordIndex | None = None
+        self.answers: dict[tuple[bool, bytes], bytes] = {}
+        self.hits = 0
+
+    def get(self, index: RecordIndex, udp: bool, data: bytes) -> bytes | None:
+        if index is not self.index:
+            self.index, self.answers = index, {}
+            return None
+        out = self.answers.get((udp, data[2:]))
+        if out is not None:
+            self.hits += 1
+            return data[:2] + out[2:]
+        return None
+
+    def put(self, index: RecordIndex, udp: bool, data: bytes, out: bytes) -> None:
+        if index is self.index:
+            if len(self.answers) >= self.LIMIT:
+                self.answers.clear()
+            self.answers[(udp, data[2:])] = out
+
+
+def handle(get_index: Callable[[], RecordIndex], data: bytes, stats: Stats, max_udp: int | None,
+           cache: WireCache | None = None) -> bytes | None:
+    index = get_index()
+    if cache is not None and len(data) >= 12:
+        hit = cache.get(index, max_udp is not None, data)
+        if hit is not None:
+            stats.hit()
+            return hit
+    out = _handle(index, data, stats, max_udp)
+    if cache is not None and out is not None and len(data) >= 12:
+        cache.put(index, max_udp is not None, data, out)
+    return out
+
+
+def _handle(index: RecordIndex, data: bytes, stats: Stats, max_udp: int | None) -> bytes | None:
     try:
         query = DNSRecord.parse(data)
     except (DNSError, struct.error, IndexError, ValueError, UnicodeDecodeError):
@@ -75,7 +126,7 @@ def handle(get_index: Callable[[], RecordIndex], data: bytes, stats: Stats, max_
             return bytes(hdr[:4]) + b"\x00" * 8
         return None
     try:
-        reply = answer(get_index(), query)
+        reply = answer(index, query)
     except Exception:
         reply = query.reply()
         reply.header.rcode = RCODE.SERVFAIL
@@ -94,25 +145,13 @@ def handle(get_index: Callable[[], RecordIndex], data: bytes, stats: Stats, max_
     return out
 
 
-class _UDP(asyncio.DatagramProtocol):
-    def __init__(self, srv: "DNSServer") -> None:
-        self.srv = srv
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        out = handle(self.srv.get_index, data, self.srv.stats, 512)
-        if out is not None:
-            self.transport.sendto(out, addr)  # type: ignore[attr-defined]
-
-
 class DNSServer:
     """Serves UDP and TCP on `host:port` from a thread of its own."""
 
     def __init__(self, get_index: Callable[[], RecordIndex], host: str = "0.0.0.0", port: int = 53) -> None:
         self.get_index, self.host, self.port = get_index, host, port
         self.stats = Stats()
+        self.cache = WireCache()
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
 
@@ -121,7 +160,7 @@ class DNSServer:
             while True:
                 head = await reader.readexactly(2)
                 data = await reader.readexactly(struct.unpack("!H", head)[0])
-                out = handle(self.get_index, data, self.stats, None)
+                out = handle(self.get_index, data, self.stats, None, self.cache)
                 if out is None:
                     break
                 writer.write(struct.pack("!H", len(out)) + out)
@@ -132,15 +171,35 @@ class DNSServer:
             writer.close()
 
     def start(self) -> None:
-        threading.Thread(target=self._run, daemon=True, name="dns").start()
+        # UDP is a plain blocking loop on its own thread: per datagram it costs a third of
+        # asyncio's protocol machinery, and a cache hit is then a dict lookup and a sendto.
+        self.udp = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.udp.bind((self.host, self.port))
+        threading.Thread(target=self._udp_loop, daemon=True, name="dns-udp").start()
+        threading.Thread(target=self._run, daemon=True, name="dns-tcp").start()
         self.ready.wait(5)
+
+    def _udp_loop(self) -> None:
+        sock, get_index, stats, cache = self.udp, self.get_index, self.stats, self.cache
+        while True:
+            try:
+                data, addr = sock.recvfrom(4096)
+            except OSError:
+                return  # closed by stop()
+            out = handle(get_index, data, stats, 512, cache)
+            if out is not None:
+                try:
+                    sock.sendto(out, addr)
+                except OSError:
+                    continue
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self.loop.create_datagram_endpoint(lambda: _UDP(self), (self.host, self.port)))
         self.loop.run_until_complete(asyncio.start_server(self._tcp, self.host, self.port))
         self.ready.set()
         self.loop.run_forever()
 
     def stop(self) -> None:
+        self.udp.close()
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -38,6 +38,7 @@ from ..services.proxy import ServiceProxy
 from .cni_server import CNIServer, warm_up
 from .endpoints import digest, endpoints_of
 from .health import HealthServers
+from .metrics import serve_metrics
 from .store import Store, decode_state, write_json
 
 NODE_TABLE = "gingham-node"
@@ -124,6 +125,8 @@ class NodeAgent:
         node_ip = self.store.read()["nodes"][self.node]["ip"]
         self.dns = DNSServer(lambda: self.dns_index, node_ip)
         self.dns.start()
+        dns = self.dns
+        metrics = serve_metrics(node_ip, 9153, lambda: dns.stats.prometheus())
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         last_full = last_beat = 0.0
         try:
@@ -147,6 +150,7 @@ class NodeAgent:
             self.health.stop()
             if self.dns is not None:
                 self.dns.stop()
+            metrics.shutdown()
             server.stop()
 
     def reconcile(self) -> None:
@@ -203,7 +207,7 @@ class NodeAgent:
         self.health.sync(nodes[self.node]["ip"], services, eps, self.node)
         running = [(p.namespace, rec["ip"]) for n, st in statuses.items() for k, rec in (st.get("pods") or {}).items()
                    if rec.get("ip") and (p := state.pods.get(k)) is not None]
-        self.dns_index = records.build(services, eps, running, state.cluster.cluster_domain)
+        self.dns_index = records.build(services, eps, running, state.cluster.cluster_domain, state.cluster.upstream_dns)
         self.services_seen = seen
         self.status["endpoints"] = digest(eps)
         self.write_status()

@@ -25,7 +25,7 @@ def encode_state(state: ClusterState, nodes: dict[str, dict[str, Any]], revision
 
 def decode_state(d: dict[str, Any]) -> ClusterState:
     c = d["cluster"]
-    cluster = Cluster(**{**c, "nodes": tuple(c["nodes"])})
+    cluster = Cluster(**{**c, "nodes": tuple(c["nodes"]), "upstream_dns": tuple(c.get("upstream_dns", ()))})
     st = ClusterState(cluster)
     for n in d["namespaces"]:
         st.namespaces[n["name"]] = Namespace(n["name"], n["labels"])

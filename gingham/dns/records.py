@@ -24,6 +24,7 @@ class RecordIndex:
     records: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # name -> [(type, rdata)]
     names: set[str] = field(default_factory=set)                            # every name that exists
     synced: bool = False
+    upstreams: tuple[str, ...] = ()
 
     def add(self, name: str, rtype: str, rdata: str) -> None:
         name = name.lower().rstrip(".") + "."
@@ -59,9 +60,9 @@ def reverse(ip: str) -> str:
 
 
 def build(services: list[Service], endpoints: dict[str, list[Endpoint]], pods: list[tuple[str, str]],
-          domain: str = "cluster.local") -> RecordIndex:
+          domain: str = "cluster.local", upstreams: tuple[str, ...] = ()) -> RecordIndex:
     """`pods`: (namespace, ip) of every running pod."""
-    ix = RecordIndex(domain)
+    ix = RecordIndex(domain, upstreams=upstreams)
     ix.add(f"dns-version.{domain}", "TXT", SCHEMA_VERSION)
     for svc in services:
         fqdn = f"{svc.name}.{svc.namespace}.svc.{domain}"

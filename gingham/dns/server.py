@@ -9,6 +9,8 @@ import asyncio
 import socket
 import struct
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from typing import Callable
 
@@ -48,11 +50,26 @@ def answer(index: RecordIndex, query: DNSRecord) -> DNSRecord:
     return reply
 
 
+BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024)
+
+
 class Stats:
+    """Counters in the shape of CoreDNS's: requests by type and rcode, cache hits, a latency histogram."""
+
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str]] = Counter()  # (type, rcode)
         self.cache_hits = 0
+        self.forwarded = 0
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.latency_sum = 0.0
         self.lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        i = 0
+        while i < len(BUCKETS) and seconds > BUCKETS[i]:
+            i += 1
+        self.buckets[i] += 1
+        self.latency_sum += seconds
 
     def hit(self) -> None:
         self.cache_hits += 1  # one writer thread (the server loop); a lost update only undercounts
@@ -66,7 +83,16 @@ class Stats:
         with self.lock:
             for (t, r), n in sorted(self.requests.items()):
                 lines.append(f'gingham_dns_requests_total{{type="{t}",rcode="{r}"}} {n}')
-        lines += ["# TYPE gingham_dns_cache_hits_total counter", f"gingham_dns_cache_hits_total {self.cache_hits}"]
+        lines += ["# TYPE gingham_dns_cache_hits_total counter", f"gingham_dns_cache_hits_total {self.cache_hits}",
+                  "# TYPE gingham_dns_forward_requests_total counter",
+                  f"gingham_dns_forward_requests_total {self.forwarded}",
+                  "# TYPE gingham_dns_request_duration_seconds histogram"]
+        acc = 0
+        for le, n in zip([*(str(b) for b in BUCKETS), "+Inf"], self.buckets):
+            acc += n
+            lines.append(f'gingham_dns_request_duration_seconds_bucket{{le="{le}"}} {acc}')
+        lines += [f"gingham_dns_request_duration_seconds_sum {self.latency_sum:.6f}",
+                  f"gingham_dns_request_duration_seconds_count {acc}"]
         return "\n".join(lines) + "\n"
 
 
@@ -103,19 +129,63 @@ class WireCache:
 
 def handle(get_index: Callable[[], RecordIndex], data: bytes, stats: Stats, max_udp: int | None,
            cache: WireCache | None = None) -> bytes | None:
+    t = time.perf_counter()
     index = get_index()
     if cache is not None and len(data) >= 12:
         hit = cache.get(index, max_udp is not None, data)
         if hit is not None:
             stats.hit()
+            stats.observe(time.perf_counter() - t)
             return hit
-    out = _handle(index, data, stats, max_udp)
-    if cache is not None and out is not None and len(data) >= 12:
+    out, cacheable = _handle(index, data, stats, max_udp)
+    if cache is not None and out is not None and cacheable:
         cache.put(index, max_udp is not None, data, out)
+    stats.observe(time.perf_counter() - t)
     return out
 
 
-def _handle(index: RecordIndex, data: bytes, stats: Stats, max_udp: int | None) -> bytes | None:
+class Forwarder:
+    """Names outside the cluster domain go to the upstream servers; answers are cached for their TTL."""
+
+    MAX_TTL = 30
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[str, int], tuple[float, DNSRecord]] = {}
+        self.lock = threading.Lock()
+
+    def resolve(self, query: DNSRecord, upstreams: tuple[str, ...], stats: Stats) -> DNSRecord:
+        q = query.questions[0]
+        key = (str(q.qname).lower(), q.qtype)
+        with self.lock:
+            hit = self.cache.get(key)
+        if hit and hit[0] > time.monotonic():
+            stats.hit()
+            reply = DNSRecord.parse(hit[1].pack())
+            reply.header.id = query.header.id
+            return reply
+        for up in upstreams:
+            try:
+                stats.forwarded += 1
+                raw = query.send(up, 53, timeout=2)
+                reply = DNSRecord.parse(raw)
+            except (OSError, DNSError, struct.error):
+                continue
+            ttl = min([rr.ttl for rr in reply.rr] or [self.MAX_TTL])
+            with self.lock:
+                if len(self.cache) > 10000:
+                    self.cache.clear()
+                self.cache[key] = (time.monotonic() + min(ttl, self.MAX_TTL), reply)
+            return reply
+        reply = query.reply()
+        reply.header.rcode = RCODE.SERVFAIL
+        return reply
+
+
+FORWARDER = Forwarder()
+
+
+def _handle(index: RecordIndex, data: bytes, stats: Stats, max_udp: int | None) -> tuple[bytes | None, bool]:
+    """(answer, whether it is a pure function of the index and the query bytes)."""
     try:
         query = DNSRecord.parse(data)
     except (DNSError, struct.error, IndexError, ValueError, UnicodeDecodeError):
@@ -123,10 +193,14 @@ def _handle(index: RecordIndex, data: bytes, stats: Stats, max_udp: int | None) 
             hdr = bytearray(data[:12])
             hdr[2] = (hdr[2] | 0x80) & 0xF9
             hdr[3] = (hdr[3] & 0xF0) | RCODE.FORMERR
-            return bytes(hdr[:4]) + b"\x00" * 8
-        return None
+            return bytes(hdr[:4]) + b"\x00" * 8, False
+        return None, False
+    forwarded = bool(index.upstreams and query.questions and not index.in_zone(str(query.questions[0].qname)))
     try:
-        reply = answer(index, query)
+        if forwarded:
+            reply = FORWARDER.resolve(query, index.upstreams, stats)
+        else:
+            reply = answer(index, query)
     except Exception:
         reply = query.reply()
         reply.header.rcode = RCODE.SERVFAIL
@@ -142,7 +216,7 @@ def _handle(index: RecordIndex, data: bytes, stats: Stats, max_udp: int | None) 
             reply.rr = []
             reply.header.tc = 1
             out = reply.pack()
-    return out
+    return out, not forwarded
 
 
 class DNSServer:
@@ -152,6 +226,7 @@ class DNSServer:
         self.get_index, self.host, self.port = get_index, host, port
         self.stats = Stats()
         self.cache = WireCache()
+        self.pool = ThreadPoolExecutor(8, thread_name_prefix="dns-fwd")
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
 
@@ -160,7 +235,8 @@ class DNSServer:
             while True:
                 head = await reader.readexactly(2)
                 data = await reader.readexactly(struct.unpack("!H", head)[0])
-                out = handle(self.get_index, data, self.stats, None, self.cache)
+                out = await self.loop.run_in_executor(self.pool, handle, self.get_index, data, self.stats, None,
+                                                      self.cache)
                 if out is None:
                     break
                 writer.write(struct.pack("!H", len(out)) + out)
@@ -181,18 +257,24 @@ class DNSServer:
         self.ready.wait(5)
 
     def _udp_loop(self) -> None:
-        sock, get_index, stats, cache = self.udp, self.get_index, self.stats, self.cache
+        sock, get_index = self.udp, self.get_index
         while True:
             try:
                 data, addr = sock.recvfrom(4096)
             except OSError:
                 return  # closed by stop()
-            out = handle(get_index, data, stats, 512, cache)
-            if out is not None:
-                try:
-                    sock.sendto(out, addr)
-                except OSError:
-                    continue
+            if get_index().upstreams:  # a forward may wait on an upstream: never in this loop
+                self.pool.submit(self._answer_udp, data, addr)
+            else:
+                self._answer_udp(data, addr)
+
+    def _answer_udp(self, data: bytes, addr: tuple[str, int]) -> None:
+        out = handle(self.get_index, data, self.stats, 512, self.cache)
+        if out is not None:
+            try:
+                self.udp.sendto(out, addr)
+            except OSError:
+                pass
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)

@@ -163,7 +163,14 @@ def _cluster(d: _Doc) -> Cluster:
     domain = d.get("spec.clusterDomain", str, "cluster.local").strip(".").lower()
     if not _DNS1123_SUBDOMAIN.match(domain):
         raise d.error("spec.clusterDomain", f"{domain!r} is not a DNS domain")
-    return Cluster(name, nodes, str(cidrs["podCIDR"]), str(cidrs["serviceCIDR"]), mask, overlay, domain, pool)
+    upstreams = []
+    for i, u in enumerate(d.get("spec.upstreamDNS", list, [])):
+        try:
+            upstreams.append(str(ipaddress.ip_address(u)))
+        except ValueError:
+            raise d.error(f"spec.upstreamDNS[{i}]", f"{u!r} is not an IP address") from None
+    return Cluster(name, nodes, str(cidrs["podCIDR"]), str(cidrs["serviceCIDR"]), mask, overlay, domain,
+                   tuple(upstreams), pool)
 
 
 def lb_pool_addresses(pool: str) -> list[str]:

@@ -50,6 +50,7 @@ class Cluster:
     node_cidr_mask: int = 24
     overlay: str = "vxlan"
     cluster_domain: str = "cluster.local"
+    upstream_dns: tuple[str, ...] = ()  # where names outside the cluster domain go; none: SERVFAIL at once
     load_balancer_pool: str = ""  # "192.168.200.200/29" or "192.168.200.200-192.168.200.209"
 
     def node_cidrs(self) -> dict[str, str]:

@@ -128,3 +128,40 @@ def test_a_removed_endpoint_leaves_the_answers(lab, tmp_path):
     assert short(lab, "db.shop.svc.cluster.local") == [pods["db-0"]]
     assert time.monotonic() < deadline  # within a second or two of the change
     lab.apply([manifest(tmp_path, CLUSTER.split("---")[2], "two.yaml")])
+
+
+def test_metrics_in_prometheus_format(lab):
+    dig(lab, "backend.shop.svc.cluster.local")
+    ns = os.path.basename(lab.target_netns("shop/client"))
+    code = "import urllib.request; print(urllib.request.urlopen('http://10.96.0.10:9153/metrics', timeout=3).read().decode())"
+    import sys
+    out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert 'gingham_dns_requests_total{type="A",rcode="NOERROR"}' in out
+    assert "gingham_dns_request_duration_seconds_bucket" in out and "gingham_dns_cache_hits_total" in out
+
+
+def test_names_outside_the_cluster_go_to_the_upstream(tmp_path):
+    """dnsmasq in the lab's `external` namespace is the upstream; nothing leaves the lab."""
+    body = CLUSTER.replace("spec: {nodes: 2}", "spec: {nodes: 1, upstreamDNS: [192.168.200.100]}")
+    lab = Lab(f"u{RUN_ID}")
+    try:
+        lab.up([manifest(tmp_path, body)])
+        ext = os.path.basename(lab.target_netns("external"))
+        hosts = tmp_path / "hosts"
+        hosts.write_text("192.0.2.7 docs.example.org\n")
+        dm = subprocess.Popen(["ip", "netns", "exec", ext, "dnsmasq", "--no-daemon", "--listen-address=192.168.200.100",
+                               "--bind-interfaces", "--no-resolv", "--no-hosts", f"--addn-hosts={hosts}",
+                               "--user=root", "--pid-file="], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            assert short(lab, "docs.example.org") == ["192.0.2.7"]
+            assert short(lab, "+search", "backend") != []  # cluster names still answered here
+            direct = subprocess.run(["ip", "netns", "exec", ext, "dig", "@192.168.200.100", "nothere.example.org"],
+                                    capture_output=True, text=True).stdout
+            status = direct.split("status: ")[1].split(",")[0]
+            assert f"status: {status}" in dig(lab, "nothere.example.org")  # the upstream's own answer, passed on
+        finally:
+            dm.terminate()
+            dm.wait()
+    finally:
+        lab.down()

@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(fn=_agent)
 
     from .lab import cli as lab_cli
+    from .netpol import cli as netpol_cli
     lab_cli.add_parser(sub)
+    netpol_cli.add_parser(sub)
 
     d = sub.add_parser("demo", help="two pods on a bridge, made with the gingham plugins, talking")
     d.set_defaults(fn=_demo)
@@ -120,6 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "lab":
         from .lab import cli as lab_cli
         sys.exit(lab_cli.run(args))
+    if args.cmd == "netpol":
+        from .netpol import cli as netpol_cli
+        sys.exit(netpol_cli.run(args))
     try:
         rc = args.fn(args)
     except CNIError as e:

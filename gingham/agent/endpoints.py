@@ -12,7 +12,9 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from ..model.netpol import parse_policy
 from ..model.objects import ClusterState
+from ..netpol.evaluate import PodInfo, World
 from ..model.services import Endpoint, PodView, Service, ServicePort, derive_endpoints
 from ..services.allocate import services_of
 
@@ -56,3 +58,20 @@ def endpoints_of(state: ClusterState, statuses: dict[str, dict[str, Any]],
 def digest(endpoints: dict[str, list[Endpoint]]) -> str:
     blob = json.dumps({k: [asdict(e) for e in v] for k, v in sorted(endpoints.items())}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def world_of(state: ClusterState, statuses: dict[str, dict[str, Any]], nodes: dict[str, dict[str, Any]]) -> World:
+    """Everything NetworkPolicy judges: pods with addresses, namespaces, policies, node addresses.
+
+    Each node's DNS server stands as a pod `kube-system/kube-dns-<node>` labelled
+    `k8s-app: kube-dns` at the node's address, so the usual "allow DNS to kube-system"
+    egress policies mean what they say.
+    """
+    pods = [PodInfo(v.namespace, v.name, v.labels, v.ip, v.node, v.ports) for v in pod_views(state, statuses)]
+    for name, n in sorted(nodes.items()):
+        pods.append(PodInfo("kube-system", f"kube-dns-{name}", {"k8s-app": "kube-dns"}, n["ip"], name,
+                            (("dns", "UDP", 53), ("dns-tcp", "TCP", 53))))
+    namespaces = {ns: dict(o.labels) for ns, o in state.namespaces.items()}
+    namespaces.setdefault("kube-system", {})
+    policies = [parse_policy(o.namespace, o.name, o.raw) for o in state.objects.values() if o.kind == "NetworkPolicy"]
+    return World(pods, namespaces, policies, {name: n["ip"] for name, n in nodes.items()})

@@ -33,10 +33,13 @@ from ..kernel import arp, netns, nft
 from ..kernel.links import Netlink
 from ..model.objects import ClusterState, Pod
 from ..overlay.plan import OverlayPlan, compile_overlay
+from ..netpol.compile import TABLE as NETPOL_TABLE
+from ..netpol.compile import compile_netpol
+from ..services import ruleset
 from ..services.compile import NodeContext
 from ..services.proxy import ServiceProxy
 from .cni_server import CNIServer, warm_up
-from .endpoints import digest, endpoints_of
+from .endpoints import digest, endpoints_of, world_of
 from .health import HealthServers
 from .metrics import serve_metrics
 from .store import Store, decode_state, write_json
@@ -102,6 +105,7 @@ class NodeAgent:
         self.status: dict[str, Any] = {}
         self.dns_index = records.RecordIndex()
         self.dns: DNSServer | None = None
+        self.netpol_script = ""
 
     # -- records -------------------------------------------------------------------
     def load_pods(self) -> dict[str, dict[str, Any]]:
@@ -201,7 +205,9 @@ class NodeAgent:
         if self.proxy is None or self.proxy.ctx != ctx:
             self.proxy = ServiceProxy(ctx, nft.run)
         self.proxy.sync(services, eps)
-        self.set_bridge_netfilter(any(s.cluster_ip and not s.headless for s in services))
+        world = world_of(state, statuses, nodes)
+        self.sync_netpol(world)
+        self.set_bridge_netfilter(any(s.cluster_ip and not s.headless for s in services) or bool(world.policies))
         self.flush_stale_udp(services, eps)
         self.announce_load_balancers(services, eps, statuses)
         self.health.sync(nodes[self.node]["ip"], services, eps, self.node)
@@ -210,7 +216,20 @@ class NodeAgent:
         self.dns_index = records.build(services, eps, running, state.cluster.cluster_domain, state.cluster.upstream_dns)
         self.services_seen = seen
         self.status["endpoints"] = digest(eps)
+        self.status["synced"] = int(doc["revision"])
         self.write_status()
+
+    def sync_netpol(self, world: Any) -> None:
+        """NetworkPolicy for this node's pods: the whole table, replaced in one transaction when it changes."""
+        if not world.policies:
+            if self.netpol_script:
+                nft.run(f"add table inet {NETPOL_TABLE}\ndelete table inet {NETPOL_TABLE}\n")
+                self.netpol_script = ""
+            return
+        script = ruleset.full(compile_netpol(world, self.node))
+        if script != self.netpol_script:
+            nft.run(script)
+            self.netpol_script = script
 
     def alive_nodes(self, statuses: dict[str, dict[str, Any]]) -> list[str]:
         now = time.time()

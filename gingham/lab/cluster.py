@@ -233,8 +233,8 @@ class Lab:
             if not pending:
                 statuses = self.statuses(state)
                 want = digest(endpoints_of(state, statuses, self.store.read()["nodes"])[1])
-                pending = [f"node {n} has not programmed the current endpoints" for n, st in statuses.items()
-                           if st.get("endpoints") != want]
+                pending = [f"node {n} has not programmed the current endpoints and policies"
+                           for n, st in statuses.items() if st.get("endpoints") != want or st.get("synced", 0) < rev]
             if not pending:
                 return
             if time.monotonic() > deadline:

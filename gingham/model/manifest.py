@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import yaml
 
 from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod
+from .netpol import NetpolError, parse_policy
 from .services import ServiceError, parse_service
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -245,6 +246,11 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
             d.get("spec", dict, {})
             if kind == "Service":
                 pending_services.append((d, ns, name))
+            if kind == "NetworkPolicy":
+                try:
+                    parse_policy(ns, name, d.body)
+                except NetpolError as e:
+                    raise d.error(e.field, e.msg) from None
             state.objects[f"{kind}/{ns}/{name}"] = Object(kind, ns, name, d.body)
     for d, pod in pending_pods:
         if pod.node_name and pod.node_name not in state.cluster.nodes:

@@ -1,0 +1,1 @@
+"""NetworkPolicy: the pure reachability evaluator (with reasons) and the nftables compiler."""

@@ -1,0 +1,135 @@
+"""`gingham netpol matrix|explain`: the reachability truth table and the reason for one cell."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..agent.endpoints import world_of
+from ..kernel import netns
+from ..lab.cluster import Lab, LabError
+from ..lab.probe import probe
+from ..model import manifest
+from ..model.manifest import ManifestError
+from ..model.netpol import parse_policy
+from .evaluate import PodInfo, World, evaluate
+
+
+def world_from_file(files: list[str]) -> World:
+    """A world with no lab: pods get addresses in node order, as the lab's agents would hand them out."""
+    state = manifest.schedule(manifest.parse(files))
+    cidrs = state.cluster.node_cidrs()
+    counters = {n: 2 for n in state.cluster.nodes}
+    pods = []
+    for p in state.pods.values():
+        ip = str(ipaddress.ip_network(cidrs[p.node_name]).network_address + counters[p.node_name])
+        counters[p.node_name] += 1
+        pods.append(PodInfo(p.namespace, p.name, p.labels, ip, p.node_name,
+                            tuple((x.name, x.protocol, x.port) for x in p.ports)))
+    policies = [parse_policy(o.namespace, o.name, o.raw) for o in state.objects.values() if o.kind == "NetworkPolicy"]
+    return World(pods, {n: dict(o.labels) for n, o in state.namespaces.items()}, policies)
+
+
+def world_from_lab(lab: Lab) -> World:
+    state, doc = lab.state()
+    return world_of(state, lab.statuses(state), doc["nodes"])
+
+
+def probe_matrix(lab: Lab, world: World, pods: list[PodInfo], port: int, protocol: str) -> dict[tuple[str, str], bool]:
+    def one(pair: tuple[PodInfo, PodInfo]) -> tuple[tuple[str, str], bool]:
+        a, b = pair
+        with netns.entered(lab.target_netns(a.key)):
+            return (a.key, b.key), probe(b.ip, port, protocol, 0.6) is not None
+    with ThreadPoolExecutor(16) as ex:
+        return dict(ex.map(one, [(a, b) for a in pods for b in pods]))
+
+
+def cmd_matrix(a: argparse.Namespace) -> int:
+    lab = Lab(a.lab) if a.lab else None
+    world = world_from_lab(lab) if lab else world_from_file(a.file)
+    pods = sorted((p for p in world.pods if p.namespace != "kube-system"), key=lambda p: p.key)
+    truth = {(x.key, y.key): evaluate(world, x.ip, y.ip, a.port, a.protocol).allowed for x in pods for y in pods}
+    probed = probe_matrix(lab, world, pods, a.port, a.protocol) if (a.probe and lab) else {}
+    disagree = sorted(k for k in probed if probed[k] != truth[k])
+    if a.output == "json":
+        print(json.dumps({"port": a.port, "protocol": a.protocol, "pods": [p.key for p in pods],
+                          "allowed": {f"{x} -> {y}": v for (x, y), v in truth.items()},
+                          "probed": {f"{x} -> {y}": v for (x, y), v in probed.items()},
+                          "disagreements": [f"{x} -> {y}" for x, y in disagree]}, indent=2))
+        return 1 if disagree else 0
+    w = max(len(p.key) for p in pods) if pods else 4
+    print(f"{a.port}/{a.protocol}: rows connect to columns; . allowed, X denied"
+          + ("; ! where the kernel disagrees with the evaluator" if probed else ""))
+    print(" " * w + "  " + " ".join(str(i % 10) for i in range(len(pods))))
+    for i, x in enumerate(pods):
+        cells = []
+        for y in pods:
+            c = "." if truth[(x.key, y.key)] else "X"
+            if probed and probed[(x.key, y.key)] != truth[(x.key, y.key)]:
+                c = "!"
+            cells.append(c)
+        print(f"{x.key.ljust(w)}  {' '.join(cells)}   {i % 10}")
+    if probed:
+        print(f"probed {len(probed)} cells: {len(disagree)} disagreement(s)" +
+              "".join(f"\n  {x} -> {y}: evaluator {'allows' if truth[(x, y)] else 'denies'}, kernel "
+                      f"{'connected' if probed[(x, y)] else 'did not'}" for x, y in disagree))
+    return 1 if disagree else 0
+
+
+def _ip(world: World, what: str) -> str:
+    for p in world.pods:
+        if p.key == what:
+            return p.ip
+    try:
+        return str(ipaddress.ip_address(what))
+    except ValueError:
+        raise LabError(f"{what!r} is neither a pod (NS/NAME) nor an IP address") from None
+
+
+def cmd_explain(a: argparse.Namespace) -> int:
+    world = world_from_lab(Lab(a.lab)) if a.lab else world_from_file(a.file)
+    v = evaluate(world, _ip(world, a.source), _ip(world, a.dest), a.port, a.protocol)
+    out: dict[str, Any] = {"allowed": v.allowed, "egress": v.egress.__dict__, "ingress": v.ingress.__dict__}
+    if a.output == "json":
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{a.source} -> {a.dest} {a.port}/{a.protocol}: {'ALLOWED' if v.allowed else 'DENIED'}")
+        print(f"  egress  ({a.source}): {'allow' if v.egress.allowed else 'deny '}  {v.egress.reason}")
+        print(f"  ingress ({a.dest}): {'allow' if v.ingress.allowed else 'deny '}  {v.ingress.reason}")
+    return 0 if v.allowed else 1
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("netpol", help="NetworkPolicy: reachability matrix and explanations")
+    ps = p.add_subparsers(dest="netpol_cmd", required=True)
+
+    def common(q: argparse.ArgumentParser) -> None:
+        src = q.add_mutually_exclusive_group(required=True)
+        src.add_argument("--lab", help="a running lab")
+        src.add_argument("-f", "--file", action="append", help="cluster YAML, without a lab")
+        q.add_argument("--protocol", default="TCP", type=str.upper, choices=["TCP", "UDP", "SCTP"])
+        q.add_argument("-o", "--output", choices=["json", "table"], default="table")
+
+    m = ps.add_parser("matrix", help="who can reach whom, computed (and with --probe, probed)")
+    common(m)
+    m.add_argument("--port", type=int, default=80)
+    m.add_argument("--probe", action="store_true", help="also probe every cell in the running lab")
+    m.set_defaults(fn=cmd_matrix)
+    e = ps.add_parser("explain", help="allowed or denied, and which policy and rule decides")
+    common(e)
+    e.add_argument("source")
+    e.add_argument("dest")
+    e.add_argument("port", type=int)
+    e.set_defaults(fn=cmd_explain)
+
+
+def run(a: argparse.Namespace) -> int:
+    try:
+        return int(a.fn(a))
+    except (ManifestError, LabError) as e:
+        print(f"gingham netpol: {e}", file=sys.stderr)
+        return 2

@@ -42,8 +42,27 @@ def _addresses(world: World, peers: tuple[Peer, ...] | None, policy_ns: str, wan
     return [str(n) for n in ipaddress.collapse_addresses(nets)]
 
 
+class _Memo:
+    """Per compile: a rule's peer addresses are computed once (not once per pod it selects), and
+    equal address lists share one set, so the table grows with distinct peers, not with rules × pods."""
+
+    def __init__(self) -> None:
+        self.addrs: dict[tuple[int, int], list[str] | None] = {}
+        self.sets: dict[tuple[str, ...], str] = {}
+
+    def set_for(self, rs: Ruleset, addrs: list[str]) -> str:
+        key = tuple(addrs)
+        if key not in self.sets:
+            name = f"p-{_h(','.join(key))}"
+            rs.sets[name] = "type ipv4_addr; flags interval"
+            for a in addrs:
+                rs.element(name, a)
+            self.sets[key] = name
+        return self.sets[key]
+
+
 def _rule_lines(rs: Ruleset, world: World, chain: str, rule: Rule, policy_ns: str, ingress: bool,
-                pod: PodInfo) -> None:
+                pod: PodInfo, memo: _Memo) -> None:
     """Lines that `return` (allowed in this direction) for one rule of a policy selecting `pod`."""
     field = "saddr" if ingress else "daddr"
     # (destination pods a named port narrows to, port spec); an egress named port resolves on
@@ -68,18 +87,17 @@ def _rule_lines(rs: Ruleset, world: World, chain: str, rule: Rule, policy_ns: st
                 ipaddress.ip_network(f"{p.ip}/32") for p in candidates
                 if rule.peers is None or any(peer_matches(world, pr, policy_ns, p.ip, p) for pr in rule.peers))]
         elif rule.peers is not None:
-            addrs = _addresses(world, rule.peers, policy_ns, world.pods)
+            key = (id(rule), 0)
+            if key not in memo.addrs:
+                memo.addrs[key] = _addresses(world, rule.peers, policy_ns, world.pods)
+            addrs = memo.addrs[key]
         else:
             addrs = None
         match = ""
         if addrs is not None:
             if not addrs:
                 continue  # no address can match: the rule allows nothing here
-            name = f"p-{_h(chain)}-{len(rs.sets)}"
-            rs.sets[name] = "type ipv4_addr; flags interval"
-            for a in addrs:
-                rs.element(name, a)
-            match = f"ip {field} @{name} "
+            match = f"ip {field} @{memo.set_for(rs, addrs)} "
         if spec is not None:
             proto, (lo, hi) = spec
             match += f"meta l4proto {PROTO[proto]} th dport {lo if lo == hi else f'{lo}-{hi}'} "
@@ -93,6 +111,7 @@ def compile_netpol(world: World, node: str) -> Ruleset:
     rs.chains["forward"] = ["ct state established,related accept", "ip saddr vmap @egress-pods",
                             "ip daddr vmap @ingress-pods"]
     rs.chains["input"] = ["ct state established,related accept", "ip saddr vmap @egress-pods"]
+    memo = _Memo()
     local = [p for p in world.pods if p.node == node and p.ip not in world.node_ips.values()]
     for pod in sorted(local, key=lambda p: p.key):
         for ingress in (True, False):
@@ -103,7 +122,7 @@ def compile_netpol(world: World, node: str) -> Ruleset:
             rs.chains[chain] = []
             for p in pols:
                 for r in (p.ingress if ingress else p.egress):
-                    _rule_lines(rs, world, chain, r, p.namespace, ingress, pod)
+                    _rule_lines(rs, world, chain, r, p.namespace, ingress, pod, memo)
             if ingress and pod.node in world.node_ips:
                 rs.chains[chain].insert(0, f"ip saddr {world.node_ips[pod.node]} return")  # its own node
             rs.chains[chain].append("drop")

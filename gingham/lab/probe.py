@@ -8,8 +8,13 @@ import socket
 def probe(host: str, port: int, protocol: str = "TCP", timeout: float = 2.0, source: str = "") -> str | None:
     """The answering pod's name, or None when nothing answered in time."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    kind = socket.SOCK_STREAM if protocol.upper() == "TCP" else socket.SOCK_DGRAM
-    with socket.socket(fam, kind) as s:
+    proto = protocol.upper()
+    kind = socket.SOCK_DGRAM if proto == "UDP" else socket.SOCK_STREAM
+    try:
+        sock = socket.socket(fam, kind, socket.IPPROTO_SCTP if proto == "SCTP" else 0)
+    except OSError:
+        return None  # SCTP where the kernel has none: nothing can answer
+    with sock as s:
         s.settimeout(timeout)
         if source:
             s.bind((source, 0))

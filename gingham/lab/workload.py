@@ -12,7 +12,7 @@ import socket
 import sys
 
 
-def serve(name: str, tcp: list[int], udp: list[int], ready: str = "") -> None:
+def serve(name: str, tcp: list[int], udp: list[int], ready: str = "", sctp: list[int] | None = None) -> None:
     sel = selectors.DefaultSelector()
     reply = (name + "\n").encode()
     for port in tcp:
@@ -29,6 +29,19 @@ def serve(name: str, tcp: list[int], udp: list[int], ready: str = "") -> None:
         s.bind(("::", port))
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ, "udp")
+    for port in sctp or []:
+        try:  # one-to-one SCTP answers like TCP; a kernel without SCTP just has no such listener
+            s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+        except OSError as e:
+            print(f"workload {name}: no SCTP on this kernel ({e.strerror}); port {port}/SCTP not served",
+                  file=sys.stderr)
+            continue
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", port))
+        s.listen(512)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, "tcp")
     if ready:
         with open(ready, "w") as f:
             f.write("ok")
@@ -56,10 +69,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--tcp", type=int, action="append", default=[])
     p.add_argument("--udp", type=int, action="append", default=[])
+    p.add_argument("--sctp", type=int, action="append", default=[])
     p.add_argument("--ready", default="")
     a = p.parse_args(argv)
     try:
-        serve(a.name, a.tcp, a.udp, a.ready)
+        serve(a.name, a.tcp, a.udp, a.ready, a.sctp)
     except KeyboardInterrupt:
         sys.exit(0)
 

@@ -106,6 +106,22 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: solo-ext}
+spec:
+  selector: {app: solo}
+  externalIPs: [192.168.200.150]
+  ports: [{port: 8080, targetPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-local}
+spec:
+  selector: {app: web}
+  internalTrafficPolicy: Local
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: fenced}
 spec:
   type: LoadBalancer
@@ -323,3 +339,13 @@ def test_a_bad_service_is_refused_and_the_rules_stay(lab, tmp_path):
         lab.apply([dup])
     assert lab.store.revision() == rev
     assert from_ns(lab.target_netns("external"), lab.resolve("node/node-1"), 30080) == "solo"
+
+
+def test_external_ips_and_internal_traffic_policy_local(lab):
+    ext = lab.target_netns("external")
+    with netns.entered(ext):  # the admin routes an external IP to a node; kube-proxy only answers it
+        os.system("ip route replace 192.168.200.150/32 via 192.168.200.11")
+    assert from_ns(ext, "192.168.200.150", 8080) == "solo"
+    cip = svc_info(lab, "web-local")["clusterIP"]
+    on_node1 = {p["name"] for p in lab.pods() if p["node"] == "node-1" and p["name"].startswith("web-")}
+    assert set(answers(lab, "default/client", cip, 80, 20)) == on_node1  # only the client's own node

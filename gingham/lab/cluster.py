@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from ..agent.endpoints import digest, endpoints_of
+from ..agent.node import pid_alive
 from ..agent.store import Store, decode_state, write_json
 from ..kernel import netns
 from ..kernel.links import Netlink
@@ -258,7 +259,7 @@ class Lab:
         for node in state.cluster.nodes:
             n = doc["nodes"][node]
             st = self.store.status(node)
-            alive = _alive(int(meta["agents"].get(node, 0)), "gingham.cli")
+            alive = pid_alive(int(meta["agents"].get(node, 0)), "gingham.cli")
             out.append({"name": node, "ip": n["ip"], "podCIDR": n["podCIDR"], "overlay": state.cluster.overlay,
                         "pods": len(st.get("pods", {})),
                         "status": "Ready" if alive and st.get("revision") == doc["revision"] else "NotReady"})
@@ -358,23 +359,15 @@ def list_labs() -> list[dict[str, Any]]:
     return out
 
 
-def _alive(pid: int, needle: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return needle.encode() in f.read()
-    except OSError:
-        return False
-
-
 def _kill(pid: int, needle: str) -> None:
-    if pid <= 0 or not _alive(pid, needle):
+    if pid <= 0 or not pid_alive(pid, needle):
         return
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     for _ in range(100):
-        if not _alive(pid, needle):
+        if not pid_alive(pid, needle):
             break
         time.sleep(0.02)
     else:

@@ -15,33 +15,28 @@ import sys
 def serve(name: str, tcp: list[int], udp: list[int], ready: str = "", sctp: list[int] | None = None) -> None:
     sel = selectors.DefaultSelector()
     reply = (name + "\n").encode()
-    for port in tcp:
-        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+
+    def listen(kind: int, proto: int, port: int, mode: str) -> None:
+        """A dual-stack listener; one-to-one SCTP is served like TCP."""
+        s = socket.socket(socket.AF_INET6, kind, proto)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         s.bind(("::", port))
-        s.listen(512)
+        if kind == socket.SOCK_STREAM:
+            s.listen(512)
         s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ, "tcp")
+        sel.register(s, selectors.EVENT_READ, mode)
+
+    for port in tcp:
+        listen(socket.SOCK_STREAM, 0, port, "tcp")
     for port in udp:
-        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        s.bind(("::", port))
-        s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ, "udp")
+        listen(socket.SOCK_DGRAM, 0, port, "udp")
     for port in sctp or []:
-        try:  # one-to-one SCTP answers like TCP; a kernel without SCTP just has no such listener
-            s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
-        except OSError as e:
+        try:
+            listen(socket.SOCK_STREAM, socket.IPPROTO_SCTP, port, "tcp")
+        except OSError as e:  # a kernel without SCTP just has no such listener
             print(f"workload {name}: no SCTP on this kernel ({e.strerror}); port {port}/SCTP not served",
                   file=sys.stderr)
-            continue
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        s.bind(("::", port))
-        s.listen(512)
-        s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ, "tcp")
     if ready:
         with open(ready, "w") as f:
             f.write("ok")

@@ -176,3 +176,23 @@ def host_cleanup() -> Iterator[Callable[[str], None]]:
     for t in set(after) - tables_before:
         subprocess.run(["nft", "delete", *t.split()[1:]] if t.startswith("table") else ["true"], capture_output=True)
         subprocess.run(["nft", "delete", "table", *t.split()[1:]], capture_output=True)
+
+
+def shared_lab(name: str, files: Callable[[object], list[str]]) -> Callable[..., object]:
+    """A module-scoped lab for tests that share one (`files` gets a tmp_path_factory).
+
+    The module's tests then skip the per-test leftover check (the lab outlives each test on
+    purpose); `lab down` at the end of the module removes everything, and the other modules'
+    checks still see what might remain.
+    """
+    from gingham.lab.cluster import Lab
+
+    @pytest.fixture(scope="module")
+    def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+        lab = Lab(f"{name}{RUN_ID}")
+        try:
+            lab.up(files(tmp_path_factory))
+            yield lab
+        finally:
+            lab.down()
+    return lab

@@ -11,7 +11,7 @@ import pytest
 
 from gingham.lab.cluster import Lab
 
-from .conftest import RUN_ID
+from .conftest import RUN_ID, shared_lab
 from .test_lab import manifest
 
 pytestmark = pytest.mark.skipif(not shutil.which("dig"), reason="dig (bind9-dnsutils) is not installed")
@@ -58,18 +58,12 @@ spec: {type: ExternalName, externalName: docs.example.org}
 """
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    lab = Lab(f"d{RUN_ID}")
-    try:
-        lab.up([manifest(tmp_path_factory.mktemp("dns"), CLUSTER)])
-        yield lab
-    finally:
-        lab.down()
+lab = shared_lab("d", lambda tmp_path_factory: [manifest(tmp_path_factory.mktemp("dns"), CLUSTER)])
 
 
 @pytest.fixture(autouse=True)
 def no_leftovers():
+    """This module's tests share one lab; see conftest.shared_lab."""
     yield
 
 

@@ -17,23 +17,17 @@ from gingham.lab.cluster import Lab
 from gingham.netpol.cli import probe_matrix, world_from_lab
 from gingham.netpol.evaluate import evaluate
 
-from .conftest import RUN_ID
+from .conftest import shared_lab
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "netpol.yaml")
 
 
-@pytest.fixture(scope="module")
-def lab():
-    lab = Lab(f"n{RUN_ID}")
-    try:
-        lab.up([EXAMPLE])
-        yield lab
-    finally:
-        lab.down()
+lab = shared_lab("n", lambda tmp_path_factory: [EXAMPLE])
 
 
 @pytest.fixture(autouse=True)
 def no_leftovers():
+    """This module's tests share one lab; see conftest.shared_lab."""
     yield
 
 

@@ -18,7 +18,7 @@ import pytest
 from gingham.kernel import netns
 from gingham.lab.cluster import Lab, LabError
 
-from .conftest import RUN_ID
+from .conftest import shared_lab
 from .test_lab import from_ns, manifest
 
 CLUSTER = """
@@ -131,21 +131,12 @@ spec:
 """
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    lab = Lab(f"s{RUN_ID}")
-    path = manifest(tmp_path_factory.mktemp("svc"), CLUSTER)
-    try:
-        lab.up([path])
-        yield lab
-    finally:
-        lab.down()
+lab = shared_lab("s", lambda tmp_path_factory: [manifest(tmp_path_factory.mktemp("svc"), CLUSTER)])
 
 
 @pytest.fixture(autouse=True)
 def no_leftovers():
-    """The lab is shared by this module's tests; the module fixture removes it (and conftest's check
-    still runs for the other modules)."""
+    """This module's tests share one lab; see conftest.shared_lab."""
     yield
 
 

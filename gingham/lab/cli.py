@@ -100,7 +100,7 @@ def cmd_exec(a: argparse.Namespace) -> int:
 def cmd_probe(a: argparse.Namespace) -> int:
     lab = Lab(a.name)
     src = lab.target_netns(a.source)
-    dst = lab.resolve(a.dest)
+    dst = lab.resolve(a.dest, a.source)
     t = time.monotonic()
     with netns.entered(src):
         who = probe(dst, a.port, a.protocol, a.timeout)

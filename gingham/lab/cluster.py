@@ -326,7 +326,9 @@ class Lab:
                 return netns.path_of(p["netns"])
         raise LabError(f"no pod {target} in lab {self.name} (gingham lab get pods)")
 
-    def resolve(self, dest: str) -> str:
+    def resolve(self, dest: str, source: str = "") -> str:
+        """An IP, `NS/POD`, `node/NAME`, `external`, or a DNS name asked of cluster DNS from `source`
+        (with the search path of the source pod's namespace, as its resolver would)."""
         try:
             return str(ipaddress.ip_address(dest))
         except ValueError:
@@ -339,10 +341,34 @@ class Lab:
         if dest == "external":
             return EXTERNAL_IP
         ns, _, name = dest.partition("/")
-        for p in self.pods():
-            if (p["namespace"], p["name"]) == (ns, name) and p["ip"]:
-                return str(p["ip"])
-        raise LabError(f"cannot resolve {dest!r}: give NAMESPACE/POD, node/NAME, external or an IP address")
+        if name:
+            for p in self.pods():
+                if (p["namespace"], p["name"]) == (ns, name) and p["ip"]:
+                    return str(p["ip"])
+            raise LabError(f"no pod {dest} with an address in lab {self.name}")
+        return self._dns(dest, source)
+
+    def _dns(self, name: str, source: str) -> str:
+        from dnslib import QTYPE, DNSRecord
+
+        state, _ = self.state()
+        dom = state.cluster.cluster_domain
+        server = str(ipaddress.ip_network(state.cluster.service_cidr).network_address + 10)
+        src_ns = source.split("/")[0] if "/" in source and not source.startswith("node/") else "default"
+        names = [name] if name.endswith(".") or name.count(".") >= 5 else \
+            [f"{name}.{s}" for s in (f"{src_ns}.svc.{dom}", f"svc.{dom}", dom)] + [name]
+        path = self.target_netns(source) if source else netns.path_of(self.ns("node-" + state.cluster.nodes[0]))
+        for candidate in names:
+            with netns.entered(path):
+                try:
+                    reply = DNSRecord.parse(DNSRecord.question(candidate.rstrip("."), "A").send(server, 53, timeout=2))
+                except OSError as e:
+                    raise LabError(f"cluster DNS at {server} did not answer for {candidate}: {e}") from None
+            a = [str(r.rdata) for r in reply.rr if r.rtype == QTYPE.A]
+            if a:
+                return a[0]
+        raise LabError(f"cannot resolve {name!r}: not NAMESPACE/POD, node/NAME, external, an IP, "
+                       f"or a name cluster DNS knows (tried {', '.join(names)})")
 
 
 def list_labs() -> list[dict[str, Any]]:

@@ -159,3 +159,13 @@ def test_names_outside_the_cluster_go_to_the_upstream(tmp_path):
             dm.wait()
     finally:
         lab.down()
+
+
+def test_lab_probe_takes_a_dns_name(lab):
+    import json
+    import sys
+    r = subprocess.run([sys.executable, "-m", "gingham.cli", "lab", "probe", "--name", lab.name, "shop/client",
+                        "backend", "5432", "-o", "json"], capture_output=True, text=True)
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["answeredBy"] in ("db-0", "db-1")
+    assert out["address"] == next(s["clusterIP"] for s in lab.services() if s["name"] == "backend")

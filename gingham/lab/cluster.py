@@ -183,6 +183,7 @@ class Lab:
                 _kill_ns_processes(name)
                 netns.delete(name)
                 removed.append(name)
+            shutil.rmtree(os.path.join("/etc/netns", name), ignore_errors=True)  # the pod's resolv.conf
         shutil.rmtree(self.dir, ignore_errors=True)
         return removed
 

@@ -255,6 +255,8 @@ def test_two_labs_side_by_side_and_down_twice(lab_name, tmp_path):
     a.down()
     a.down()
     assert not any(n.startswith(f"gl-{a.name}-") for n in os.listdir("/run/netns"))
+    assert not any(n.startswith(f"gl-{a.name}-") for n in os.listdir("/etc/netns"))  # resolv.confs too
+    assert not os.path.exists(a.dir)
     assert from_ns(b.target_netns("default/p0"), pb["p2"]["ip"], 80) == "p2"
     with pytest.raises(LabError):
         a.pods()

@@ -25,6 +25,8 @@ def _state() -> dict[str, set[str]]:
     return {
         "links": {line.split(": ")[1].split("@")[0] for line in links.splitlines() if ": " in line},
         "netns": set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set(),
+        "/etc/netns": set(os.listdir("/etc/netns")) if os.path.isdir("/etc/netns") else set(),
+        "labs": set(os.listdir("/var/lib/gingham/labs")) if os.path.isdir("/var/lib/gingham/labs") else set(),
         "nft tables": {t for t in tables.splitlines() if t.strip()},
         "processes": {p.split(None, 1)[1] for p in procs.splitlines()
                       if p.strip() and p.split(None, 1)[1] not in ("ps", "pytest", "python", "python3")},

@@ -207,7 +207,10 @@ class NodeAgent:
         self.proxy.sync(services, eps)
         world = world_of(state, statuses, nodes)
         self.sync_netpol(world)
-        self.set_bridge_netfilter(any(s.cluster_ip and not s.headless for s in services) or bool(world.policies))
+        own = ipaddress.ip_network(nodes[self.node]["podCIDR"])
+        local_backends = any(ipaddress.ip_address(e.ip) in own for s in services if s.cluster_ip and not s.headless
+                             for e in eps.get(s.key, []))
+        self.set_bridge_netfilter(local_backends or bool(world.policies))
         self.flush_stale_udp(services, eps)
         self.announce_load_balancers(services, eps, statuses)
         self.health.sync(nodes[self.node]["ip"], services, eps, self.node)
@@ -272,8 +275,10 @@ class NodeAgent:
         self.endpoint_ips = now
 
     def set_bridge_netfilter(self, on: bool) -> None:
-        """Services need bridged replies to pass conntrack (a same-node backend answering its
-        client); without Services, bridged pod traffic skips the IP hooks and runs at veth speed."""
+        """Bridged frames pass the IP hooks only when something needs them: a Service backend on
+        this bridge (its reply to a client on the same bridge must meet conntrack to be un-DNATed)
+        or a NetworkPolicy (same-node pod traffic must be judged). Otherwise bridged pod traffic
+        skips them and runs at veth speed."""
         for fam in ("iptables", "ip6tables"):
             path = f"/proc/sys/net/bridge/bridge-nf-call-{fam}"
             if os.path.exists(path):

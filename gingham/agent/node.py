@@ -106,6 +106,7 @@ class NodeAgent:
         self.dns_index = records.RecordIndex()
         self.dns: DNSServer | None = None
         self.netpol_script = ""
+        self.netpol_rs: ruleset.Ruleset | None = None  # what the kernel holds, to write only differences
 
     # -- records -------------------------------------------------------------------
     def load_pods(self) -> dict[str, dict[str, Any]]:
@@ -223,16 +224,23 @@ class NodeAgent:
         self.write_status()
 
     def sync_netpol(self, world: Any) -> None:
-        """NetworkPolicy for this node's pods: the whole table, replaced in one transaction when it changes."""
+        """NetworkPolicy for this node's pods: the table written whole once, then only its differences,
+        each change in one transaction."""
         if not world.policies:
             if self.netpol_script:
                 nft.run(f"add table inet {NETPOL_TABLE}\ndelete table inet {NETPOL_TABLE}\n")
-                self.netpol_script = ""
+                self.netpol_script, self.netpol_rs = "", None
             return
-        script = ruleset.full(compile_netpol(world, self.node))
-        if script != self.netpol_script:
-            nft.run(script)
-            self.netpol_script = script
+        rs = compile_netpol(world, self.node)
+        script = ruleset.full(rs) if self.netpol_rs is None else ruleset.diff(self.netpol_rs, rs)
+        if script.strip():
+            try:
+                nft.run(script)
+            except nft.NftError:
+                self.netpol_rs = None  # written whole next time
+                raise
+        self.netpol_rs = rs
+        self.netpol_script = "applied"
 
     def alive_nodes(self, statuses: dict[str, dict[str, Any]]) -> list[str]:
         now = time.time()

@@ -37,17 +37,18 @@ def _addresses(world: World, peers: tuple[Peer, ...] | None, policy_ns: str, wan
                 base = [piece for b in base for piece in (b.address_exclude(exn) if exn.subnet_of(b) else [b])]
             nets += [n for n in base if n.version == 4]  # type: ignore[misc]
         else:
-            nets += [ipaddress.ip_network(f"{p.ip}/32") for p in wanted
+            pool = world.pods_in(policy_ns) if peer.ns_selector is None and wanted is world.pods else wanted
+            nets += [ipaddress.ip_network(f"{p.ip}/32") for p in pool
                      if peer_matches(world, peer, policy_ns, p.ip, p)]  # type: ignore[misc]
     return [str(n) for n in ipaddress.collapse_addresses(nets)]
 
 
 class _Memo:
-    """Per compile: a rule's peer addresses are computed once (not once per pod it selects), and
+    """Per compile: equal peers are resolved once (not once per rule and per pod they select), and
     equal address lists share one set, so the table grows with distinct peers, not with rules × pods."""
 
     def __init__(self) -> None:
-        self.addrs: dict[tuple[int, int], list[str] | None] = {}
+        self.addrs: dict[tuple[str, str], list[str] | None] = {}
         self.sets: dict[tuple[str, ...], str] = {}
 
     def set_for(self, rs: Ruleset, addrs: list[str]) -> str:
@@ -87,7 +88,7 @@ def _rule_lines(rs: Ruleset, world: World, chain: str, rule: Rule, policy_ns: st
                 ipaddress.ip_network(f"{p.ip}/32") for p in candidates
                 if rule.peers is None or any(peer_matches(world, pr, policy_ns, p.ip, p) for pr in rule.peers))]
         elif rule.peers is not None:
-            key = (id(rule), 0)
+            key = (policy_ns, repr(rule.peers))  # equal peers in any policy of a namespace resolve alike
             if key not in memo.addrs:
                 memo.addrs[key] = _addresses(world, rule.peers, policy_ns, world.pods)
             addrs = memo.addrs[key]

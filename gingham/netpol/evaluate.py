@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..model.labels import matches
 from ..model.netpol import NetworkPolicy, Peer, Port, Rule
@@ -36,13 +37,32 @@ class World:
     namespaces: dict[str, dict[str, str]]
     policies: list[NetworkPolicy]
     node_ips: dict[str, str] = field(default_factory=dict)  # node -> its address
+    _ix: Any = field(default=None, repr=False, compare=False)
 
     def ns_labels(self, ns: str) -> dict[str, str]:
         # every namespace carries its name as a label, as the API server adds it
         return {**self.namespaces.get(ns, {}), "kubernetes.io/metadata.name": ns}
 
     def pod_at(self, ip: str) -> PodInfo | None:
-        return next((p for p in self.pods if p.ip == ip), None)
+        return self._index()[0].get(ip)
+
+    def policies_in(self, ns: str) -> list[NetworkPolicy]:
+        return self._index()[1].get(ns, [])
+
+    def pods_in(self, ns: str) -> list[PodInfo]:
+        return self._index()[2].get(ns, [])
+
+    def _index(self) -> tuple[dict[str, PodInfo], dict[str, list[NetworkPolicy]], dict[str, list[PodInfo]]]:
+        """Lookups by address and by namespace, built once (a World is not changed after it is made)."""
+        if self._ix is None:
+            by_ns: dict[str, list[NetworkPolicy]] = {}
+            for p in self.policies:
+                by_ns.setdefault(p.namespace, []).append(p)
+            pods_ns: dict[str, list[PodInfo]] = {}
+            for q in self.pods:
+                pods_ns.setdefault(q.namespace, []).append(q)
+            self._ix = ({q.ip: q for q in reversed(self.pods)}, by_ns, pods_ns)
+        return self._ix
 
 
 @dataclass(frozen=True)
@@ -98,7 +118,7 @@ def rule_matches(world: World, rule: Rule, policy_ns: str, peer_ip: str, peer_po
 
 
 def selecting(world: World, pod: PodInfo, ingress: bool) -> list[NetworkPolicy]:
-    return [p for p in world.policies if p.namespace == pod.namespace and matches(p.pod_selector, pod.labels)
+    return [p for p in world.policies_in(pod.namespace) if matches(p.pod_selector, pod.labels)
             and (p.ingress_isolates if ingress else p.egress_isolates)]
 
 

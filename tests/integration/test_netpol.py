@@ -120,6 +120,117 @@ POLICIES = {
             ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]
           - to: [{namespaceSelector: {matchLabels: {ns: y}}}]
         """, [(("x/a", "y/b"), True), (("x/a", "z/b"), False), (("x/a", "x/b"), False), (("z/a", "x/a"), True)]),
+
+    "deny-all-egress-in-y": ("""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: deny-egress, namespace: y}
+        spec: {podSelector: {}, policyTypes: [Egress]}
+        """, [(("y/a", "x/a"), False), (("x/a", "y/a"), True), (("y/a", "y/b"), False)]),
+    "deny-all-both-directions": ("""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: deny-both, namespace: z}
+        spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
+        """, [(("z/a", "x/a"), False), (("x/a", "z/a"), False), (("x/a", "y/a"), True)]),
+    "allow-all-ingress-overrides-deny": ("""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: deny, namespace: x}
+        spec: {podSelector: {}}
+        ---
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: allow-all, namespace: x}
+        spec: {podSelector: {}, ingress: [{}]}
+        """, [(("z/c", "x/a"), True), (("y/b", "x/c"), True)]),
+    "empty-from-allows-all-sources-on-a-port": ("""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: port-only, namespace: x}
+        spec: {podSelector: {matchLabels: {pod: b}}, ingress: [{ports: [{port: 80, protocol: TCP}]}]}
+        """, [(("z/a", "x/b"), True)]),
+    "ingress-on-81-only": ("""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: only-81, namespace: y}
+        spec: {podSelector: {}, ingress: [{ports: [{port: 81}]}]}
+        """, [(("x/a", "y/a"), False)]),
+    "namespace-selector-empty-means-all-namespaces": ("""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: all-ns, namespace: x}
+        spec:
+          podSelector: {}
+          ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {pod: c}}}]}]
+        """, [(("z/c", "x/a"), True), (("y/c", "x/b"), True), (("z/b", "x/a"), False)]),
+    "pod-selector-alone-is-same-namespace-only": ("""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: same-ns-c, namespace: x}
+        spec: {podSelector: {}, ingress: [{from: [{podSelector: {matchLabels: {pod: c}}}]}]}
+        """, [(("x/c", "x/a"), True), (("y/c", "x/a"), False)]),
+    "exists-and-doesnotexist": ("""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: exists, namespace: x}
+        spec:
+          podSelector: {matchExpressions: [{key: pod, operator: Exists}]}
+          ingress: [{from: [{namespaceSelector: {matchExpressions: [{key: ns, operator: DoesNotExist}]}}]}]
+        """, [(("y/a", "x/a"), False), (("x/b", "x/a"), False)]),
+    "ip-block-single-pod": ("""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: ipblock-y, namespace: z}
+        spec:
+          podSelector: {matchLabels: {pod: a}}
+          ingress: [{from: [{ipBlock: {cidr: 10.244.0.0/16, except: [10.244.0.0/24, 10.244.2.0/24]}}]}]
+        """, []),
+    "egress-to-ip-block-except": ("""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: egress-ipblock, namespace: y}
+        spec:
+          podSelector: {matchLabels: {pod: c}}
+          policyTypes: [Egress]
+          egress: [{to: [{ipBlock: {cidr: 10.244.0.0/16, except: [10.244.1.0/24]}}]}]
+        """, []),
+    "egress-named-port-on-destination": ("""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: egress-named, namespace: z}
+        spec:
+          podSelector: {}
+          policyTypes: [Egress]
+          egress: [{ports: [{port: serve-80-tcp}]}]
+        """, [(("z/a", "x/a"), True), (("z/a", "y/b"), True)]),
+    "two-policies-union": ("""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: from-y, namespace: x}
+        spec: {podSelector: {matchLabels: {pod: a}}, ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]}
+        ---
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: from-z-c, namespace: x}
+        spec:
+          podSelector: {matchLabels: {pod: a}}
+          ingress: [{from: [{namespaceSelector: {matchLabels: {ns: z}}, podSelector: {matchLabels: {pod: c}}}]}]
+        """, [(("y/a", "x/a"), True), (("z/c", "x/a"), True), (("z/a", "x/a"), False), (("x/b", "x/a"), False)]),
+    "egress-and-ingress-both-must-allow": ("""
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: y-egress-to-x, namespace: y}
+        spec:
+          podSelector: {}
+          policyTypes: [Egress]
+          egress: [{to: [{namespaceSelector: {matchLabels: {ns: x}}}]}]
+        ---
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: x-from-z, namespace: x}
+        spec: {podSelector: {}, ingress: [{from: [{namespaceSelector: {matchLabels: {ns: z}}}]}]}
+        """, [(("y/a", "x/a"), False), (("z/a", "x/a"), True), (("y/a", "z/a"), False)]),
 }
 
 
@@ -131,6 +242,8 @@ def test_policy_matrix_matches_the_kernel(name, lab, tmp_path):
         truth = check(lab, 80)
         for (src, dst), allowed in expect:
             assert truth[(src, dst)] == allowed, f"{src} -> {dst} should be {'allowed' if allowed else 'denied'}"
+        if name == "ingress-on-81-only":
+            assert check(lab, 81)[("x/a", "y/a")]
         if name == "named-port-and-range":
             t81 = check(lab, 81)
             assert t81[("y/a", "x/a")] and not truth[("y/a", "x/a")]

@@ -315,3 +315,24 @@ def test_random_policies_evaluator_and_kernel_agree(lab, tmp_path_factory, polic
         check(lab, 80)
     finally:
         lab.delete([str(path)])
+
+
+def test_an_invalid_policy_is_refused_and_the_rules_in_force_stay(lab, tmp_path):
+    from gingham.model.manifest import ManifestError
+    good = apply(lab, tmp_path, POLICIES["deny-all-ingress-in-x"][0], "good.yaml")
+    try:
+        rev = lab.store.revision()
+        before = check(lab)
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(textwrap.dedent("""
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: bad, namespace: x}
+            spec: {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [192.168.0.0/16]}}]}]}
+            """))
+        with pytest.raises(ManifestError) as e:
+            lab.apply([str(bad)])
+        assert "ipBlock.except[0]" in e.value.field and "inside the cidr" in e.value.msg
+        assert lab.store.revision() == rev and check(lab) == before
+    finally:
+        lab.delete([good])

@@ -66,6 +66,15 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: brief}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 2}}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: nobody}
 spec:
   selector: {app: nothing-has-this}
@@ -340,3 +349,41 @@ def test_external_ips_and_internal_traffic_policy_local(lab):
     cip = svc_info(lab, "web-local")["clusterIP"]
     on_node1 = {p["name"] for p in lab.pods() if p["node"] == "node-1" and p["name"].startswith("web-")}
     assert set(answers(lab, "default/client", cip, 80, 20)) == on_node1  # only the client's own node
+
+
+def affinity_entries(lab: Lab, node: str, service: str) -> list[str]:
+    ns = os.path.basename(lab.target_netns(f"node/{node}"))
+    out = os.popen(f"ip netns exec {ns} nft -j list sets table ip gingham-services").read()
+    sets = [x["set"] for x in json.loads(out)["nftables"] if "set" in x and f"/{service}/" in x["set"]["name"]]
+    return [name for s in sets for name in [s["name"]] * len(s.get("elem", []))]
+
+
+def test_session_affinity_expires_after_its_timeout(lab):
+    cip = svc_info(lab, "brief")["clusterIP"]
+    got = answers(lab, "default/client", cip, 80, 8)
+    assert len(got) == 1 and None not in got
+    assert len(affinity_entries(lab, "node-1", "brief")) == 1  # the client's address, in one endpoint's set
+    time.sleep(3)
+    assert affinity_entries(lab, "node-1", "brief") == []      # gone after timeoutSeconds: 2
+
+
+def test_stale_udp_conntrack_entries_go_with_their_endpoint(lab, tmp_path):
+    cip = svc_info(lab, "web")["clusterIP"]
+    node1 = os.path.basename(lab.target_netns("node/node-1"))
+    for _ in range(30):  # new source ports: (2/3)^30 that none reaches web-2
+        from_ns(lab.target_netns("default/client"), cip, 53, "UDP")
+    web2 = next(p["ip"] for p in lab.pods() if p["name"] == "web-2")
+
+    def entries() -> int:
+        out = os.popen(f"ip netns exec {node1} conntrack -L -p udp --orig-dst {cip} --reply-src {web2} 2>/dev/null").read()
+        return len([ln for ln in out.splitlines() if "udp" in ln])
+    assert entries() > 0
+    scale = CLUSTER.split("---")[1].replace("replicas: 3", "replicas: 2")
+    lab.apply([manifest(tmp_path, scale, "scale.yaml")])
+    try:
+        deadline = time.monotonic() + 5
+        while entries() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert entries() == 0
+    finally:
+        lab.apply([manifest(tmp_path, CLUSTER.split("---")[1], "back.yaml")])

@@ -115,10 +115,6 @@ def list_json(*what: str) -> list[dict[str, Any]]:
     return list(json.loads(out).get("nftables", [])) if out.strip() else []
 
 
-def table_exists(family: str, name: str) -> bool:
-    return bool(list_json("table", family, name))
-
-
 def _key(k: Any) -> str:
     """An element key as nft's text syntax writes it (concatenations joined by ' . ')."""
     if isinstance(k, dict) and "concat" in k:

@@ -85,13 +85,15 @@ def diff(old: Ruleset, new: Ruleset) -> str:
             out += [f"add rule {new.t} {n} {r}" for r in rules]
     recreated = {n for n in new.maps if old.maps.get(n) != new.maps[n]} | \
                 {n for n in new.sets if old.sets.get(n) != new.sets[n]}
+    # containers deleted below take their elements with them; a fragment names no containers
+    # of its own, so its elements are always deleted one by one
+    gone = (set(old.maps) | set(old.sets)) - (set(new.maps) | set(new.sets))
     for c in set(old.elements) | set(new.elements):
         o = {} if c in recreated else old.elements.get(c, {})
         nw = new.elements.get(c, {})
         for k, v in o.items():
-            if k not in nw or nw[k] != v:
-                if c in new.maps or c in new.sets:
-                    out.append(f"delete element {_elem(old, c, k, '')}")
+            if (k not in nw or nw[k] != v) and c not in gone:
+                out.append(f"delete element {_elem(old, c, k, '')}")
         for k, v in nw.items():
             if o.get(k) != v:
                 out.append(f"add element {_elem(new, c, k, v)}")

@@ -387,3 +387,20 @@ def test_stale_udp_conntrack_entries_go_with_their_endpoint(lab, tmp_path):
         assert entries() == 0
     finally:
         lab.apply([manifest(tmp_path, CLUSTER.split("---")[1], "back.yaml")])
+
+
+def test_deleting_a_service_removes_its_rules(lab, tmp_path):
+    body = """
+        apiVersion: v1
+        kind: Service
+        metadata: {name: gone-soon}
+        spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
+        """
+    path = manifest(tmp_path, body, "gone.yaml")
+    lab.apply([path])
+    cip = svc_info(lab, "gone-soon")["clusterIP"]
+    assert from_ns(lab.target_netns("default/client"), cip, 80) in {"web-0", "web-1", "web-2"}
+    lab.delete([path])
+    result, _ = connect(lab.target_netns("default/client"), cip, 80, 1)
+    assert result != "ok"  # an unallocated ClusterIP is dropped
+    assert all(n["status"] == "Ready" for n in lab.nodes())  # no agent failed on the removal

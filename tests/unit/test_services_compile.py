@@ -141,4 +141,7 @@ def test_proxy_rewrites_only_the_changed_service():
     assert scripts[-1] == ""
     proxy.sync([api], eps)  # web deleted
     assert "delete chain ip gingham-services service-" in scripts[-1] and "default/api" not in scripts[-1]
+    gone = "delete element ip gingham-services service-ips { 10.96.0.20 . tcp . 80 }"
+    assert gone in scripts[-1]  # its dispatch goes first, then the chain it pointed at
+    assert scripts[-1].index(gone) < scripts[-1].index("delete chain ip gingham-services service-")
     assert "delete element ip gingham-services hairpin { 10.244.1.2 . 10.244.1.2 }" in scripts[-1]

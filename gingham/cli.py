@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(fn=_agent)
 
     from .lab import cli as lab_cli
-    from .netpol import cli as netpol_cli
+    from .lab import netpol_cli
     lab_cli.add_parser(sub)
     netpol_cli.add_parser(sub)
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         from .lab import cli as lab_cli
         sys.exit(lab_cli.run(args))
     if args.cmd == "netpol":
-        from .netpol import cli as netpol_cli
+        from .lab import netpol_cli
         sys.exit(netpol_cli.run(args))
     try:
         rc = args.fn(args)

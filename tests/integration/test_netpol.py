@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gingham.lab.cluster import Lab
-from gingham.netpol.cli import probe_matrix, world_from_lab
+from gingham.lab.netpol_cli import probe_matrix, world_from_lab
 from gingham.netpol.evaluate import evaluate
 
 from .conftest import shared_lab

@@ -1,4 +1,5 @@
-"""`gingham netpol matrix|explain`: the reachability truth table and the reason for one cell."""
+"""`gingham netpol matrix|explain`: the reachability truth table and the reason for one cell (a CLI, so it lives
+above the agent and the lab it reads)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from typing import Any
 
 from ..agent.endpoints import world_of
 from ..kernel import netns
-from ..lab.cluster import Lab, LabError
-from ..lab.probe import probe
+from .cluster import Lab, LabError
+from .probe import probe
 from ..model import manifest
 from ..model.manifest import ManifestError
 from ..model.netpol import parse_policy
-from .evaluate import PodInfo, World, evaluate
+from ..netpol.evaluate import PodInfo, World, evaluate
 
 
 def world_from_file(files: list[str]) -> World:

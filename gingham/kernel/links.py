@@ -143,6 +143,8 @@ class Netlink:
             self._call(f"set {name} promisc", "set", index=link.index, flags=0x100, change=0x100)
         if not link.up:
             self._call(f"bring {name} up", "set", index=link.index, state="up")
+        elif not promisc and not vlan_filtering:
+            return link  # the common case, a bridge that exists and is up: no second lookup
         return self.require(name)
 
     def add_veth(self, name: str, peer: str, peer_ns_fd: int, mtu: int = 0, peer_mac: str = "") -> Link:

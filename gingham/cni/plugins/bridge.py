@@ -197,12 +197,15 @@ class Bridge:
                     raise
         assert veth is not None
         undo.callback(host.delete, veth.name)
-        host.set(veth.index, f"attach {veth.name} to {n.bridge}", master=br.index)
-        if n.hairpin:
-            host.set_hairpin(veth.index, True)
-        if n.vlan:
-            host.add_port_vlan(veth.name, n.vlan)
-        host.set(veth.index, f"bring {veth.name} up", state="up")
+        if n.hairpin or n.vlan:
+            host.set(veth.index, f"attach {veth.name} to {n.bridge}", master=br.index)
+            if n.hairpin:
+                host.set_hairpin(veth.index, True)
+            if n.vlan:
+                host.add_port_vlan(veth.name, n.vlan)
+            host.set(veth.index, f"bring {veth.name} up", state="up")
+        else:  # one netlink message for both
+            host.set(veth.index, f"attach {veth.name} to {n.bridge} and bring it up", master=br.index, state="up")
 
         ips = [ipaddress.ip_interface(ip["address"]) for ip in ipam.get("ips", [])]
         routes = list(ipam.get("routes", []) or [])
@@ -230,7 +233,7 @@ class Bridge:
             for r in routes:
                 dst = ipaddress.ip_network(r["dst"], strict=False)
                 pod.add_route(str(dst), link.index, gw=r.get("gw") or gws.get(dst.version))
-            pod_link = pod.require(a.ifname)
+            pod_link = link
 
         if n.is_gateway:
             for ip in ipam.get("ips", []):
@@ -247,11 +250,11 @@ class Bridge:
             undo.callback(nft.delete_elements_where, "bridge", SPOOF_TABLE, lambda c, o=_owner(a): c == o)
             nft.run(spoof_script(_owner(a), veth.name, pod_link.mac))
         host.wait_oper_up(veth.index)
-        br = host.require(n.bridge)
+        br = host.require(n.bridge)  # a new bridge takes its first port's MAC: report what it has now
         result: dict[str, Any] = {
             "cniVersion": "1.1.0",
             "interfaces": [{"name": br.name, "mac": br.mac},
-                           {"name": veth.name, "mac": host.require(veth.name).mac},
+                           {"name": veth.name, "mac": veth.mac},
                            {"name": a.ifname, "mac": pod_link.mac, "sandbox": a.netns}],
             "ips": [{**ip, "interface": 2} for ip in ipam.get("ips", [])],
             "routes": routes,

@@ -31,6 +31,7 @@ def get_int(conf: dict[str, Any], key: str, default: int = 0, lo: int | None = N
     if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
         raise _bad(where + key, "an integer", v)
     v = int(v)
+    assert isinstance(v, int)
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         raise _bad(where + key, f"between {lo} and {hi}", v)
     return v

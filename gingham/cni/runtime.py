@@ -244,7 +244,7 @@ class Runtime:
             if key in keep:
                 continue
             att = Attachment(key[0], entry.get("netns", ""), key[1],
-                             [tuple(p) for p in entry.get("cniArgs") or []],  # type: ignore[misc]
+                             [(str(p[0]), str(p[1])) for p in entry.get("cniArgs") or []],
                              entry.get("capabilityArgs") or {})
             try:
                 self.delete(net, att)

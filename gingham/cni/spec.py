@@ -96,7 +96,7 @@ def result_to_internal(result: dict[str, Any]) -> dict[str, Any]:
     if v and version_key(v) < (0, 3, 0):
         raise CNIError(ERR_INCOMPATIBLE_VERSION, f"cannot read a result of CNI version {v}",
                        "gingham reads results of 0.3.0 and later")
-    out = json.loads(json.dumps(result))
+    out: dict[str, Any] = json.loads(json.dumps(result))
     for ip in out.get("ips", []) or []:
         ip.pop("version", None)
     out["cniVersion"] = "1.1.0"

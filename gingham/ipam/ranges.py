@@ -26,7 +26,7 @@ class Range:
     gateway: IPAddress | None
 
     def contains(self, ip: IPAddress) -> bool:
-        return ip.version == self.subnet.version and self.range_start <= ip <= self.range_end
+        return ip.version == self.subnet.version and int(self.range_start) <= int(ip) <= int(self.range_end)
 
     def size(self) -> int:
         n = int(self.range_end) - int(self.range_start) + 1
@@ -78,13 +78,14 @@ def parse_range(raw: Any, where: str) -> Range:
     for label, ip in (("rangeStart", start), ("rangeEnd", end), ("gateway", gw)):
         if ip.version != net.version or ip not in net:
             raise RangeError(f"{where}.{label}: {ip} is not in subnet {net}")
-    if start > end:
+    if int(start) > int(end):
         raise RangeError(f"{where}: rangeStart {start} is after rangeEnd {end}")
     return Range(net, start, end, gw)
 
 
 def _overlaps(a: Range, b: Range) -> bool:
-    return a.subnet.version == b.subnet.version and a.range_start <= b.range_end and b.range_start <= a.range_end
+    return a.subnet.version == b.subnet.version and int(a.range_start) <= int(b.range_end) \
+        and int(b.range_start) <= int(a.range_end)
 
 
 def parse_range_sets(raw: Any, where: str = "ipam.ranges") -> tuple[RangeSet, ...]:

@@ -6,6 +6,7 @@ pyroute2 error is turned into `NotFound`/`AlreadyExists`/`LinkError` here and no
 
 from __future__ import annotations
 
+import builtins  # `set` is a method of Netlink; annotations inside it need the builtin by name
 import errno
 import ipaddress
 import subprocess
@@ -286,8 +287,8 @@ class Netlink:
         except NetlinkError as e:
             raise _wrap(e, f"neighbour {ip}") from e
 
-    def fdb_entries(self, index: int) -> set[tuple[str, str]]:
-        out = set()
+    def fdb_entries(self, index: int) -> builtins.set[tuple[str, str]]:
+        out: builtins.set[tuple[str, str]] = builtins.set()
         for m in self._dump(self.ipr.fdb, "dump", ifindex=index):
             if m.get("ifindex") == index and m.get_attr("NDA_DST"):
                 out.add((m.get_attr("NDA_LLADDR"), m.get_attr("NDA_DST")))

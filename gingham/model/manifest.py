@@ -96,7 +96,7 @@ def _name(d: _Doc, pattern: re.Pattern[str] = _DNS1123_SUBDOMAIN, max_len: int =
     name = d.get("metadata.name", str, required=True)
     if len(name) > max_len or not pattern.match(name):
         raise d.error("metadata.name", f"{name!r} is not a valid name (lowercase letters, digits, '-')")
-    return name
+    return str(name)
 
 
 def _ports(d: _Doc, containers_path: str) -> tuple[ContainerPort, ...]:
@@ -182,7 +182,7 @@ def lb_pool_addresses(pool: str) -> list[str]:
             first, last = ipaddress.ip_address(a.strip()), ipaddress.ip_address(b.strip())
         except ValueError:
             raise ValueError(f"{pool!r} is not a range of two IP addresses") from None
-        if last < first or last.version != first.version or int(last) - int(first) > 65535:
+        if last.version != first.version or int(last) < int(first) or int(last) - int(first) > 65535:
             raise ValueError(f"{pool!r}: the range is reversed or too large")
         return [str(first + i) for i in range(int(last) - int(first) + 1)]
     try:

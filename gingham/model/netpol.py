@@ -85,7 +85,7 @@ def _peer(raw: Any, where: str) -> Peer:
             raise NetpolError(where, "ipBlock cannot be combined with podSelector or namespaceSelector")
         b = raw["ipBlock"] or {}
         try:
-            net = ipaddress.ip_network(b.get("cidr"))
+            net = ipaddress.ip_network(str(b.get("cidr")))
         except (ValueError, TypeError):
             raise NetpolError(f"{where}.ipBlock.cidr", f"{b.get('cidr')!r} is not a CIDR with its host bits zero") \
                 from None

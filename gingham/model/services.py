@@ -110,7 +110,8 @@ def parse_service(ns: str, name: str, raw: dict[str, Any], service_cidr: str) ->
     raw_ports = spec.get("ports") or []
     if not isinstance(raw_ports, list) or (not raw_ports and typ != "ExternalName" and cip != "None"):
         raise ServiceError("spec.ports", "at least one port is required")
-    ports, seen = [], set()
+    ports: list[ServicePort] = []
+    seen: set[tuple[str, str]] = set()
     for i, p in enumerate(raw_ports):
         where = f"spec.ports[{i}]"
         if not isinstance(p, dict):
@@ -122,7 +123,7 @@ def parse_service(ns: str, name: str, raw: dict[str, Any], service_cidr: str) ->
         if proto not in PROTOCOLS:
             raise ServiceError(f"{where}.protocol", f"must be TCP, UDP or SCTP, got {proto!r}")
         port = p.get("port")
-        if not _int(port) or not 1 <= port <= 65535:
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
             raise ServiceError(f"{where}.port", f"must be a port number 1-65535, got {port!r}")
         tp = p.get("targetPort", port)
         if _int(tp):

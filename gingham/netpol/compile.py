@@ -31,15 +31,14 @@ def _addresses(world: World, peers: tuple[Peer, ...] | None, policy_ns: str, wan
     nets: list[ipaddress.IPv4Network] = []
     for peer in peers or ():
         if peer.cidr:
-            base = [ipaddress.ip_network(peer.cidr)]
+            base = [ipaddress.IPv4Network(peer.cidr)] if ipaddress.ip_network(peer.cidr).version == 4 else []
             for ex in peer.excepts:
-                exn = ipaddress.ip_network(ex)
+                exn = ipaddress.IPv4Network(ex)
                 base = [piece for b in base for piece in (b.address_exclude(exn) if exn.subnet_of(b) else [b])]
-            nets += [n for n in base if n.version == 4]  # type: ignore[misc]
+            nets += base
         else:
             pool = world.pods_in(policy_ns) if peer.ns_selector is None and wanted is world.pods else wanted
-            nets += [ipaddress.ip_network(f"{p.ip}/32") for p in pool
-                     if peer_matches(world, peer, policy_ns, p.ip, p)]  # type: ignore[misc]
+            nets += [ipaddress.IPv4Network(f"{p.ip}/32") for p in pool if peer_matches(world, peer, policy_ns, p.ip, p)]
     return [str(n) for n in ipaddress.collapse_addresses(nets)]
 
 
@@ -85,7 +84,7 @@ def _rule_lines(rs: Ruleset, world: World, chain: str, rule: Rule, policy_ns: st
     for candidates, spec in groups:
         if candidates is not None:
             addrs: list[str] | None = [str(n) for n in ipaddress.collapse_addresses(
-                ipaddress.ip_network(f"{p.ip}/32") for p in candidates
+                ipaddress.IPv4Network(f"{p.ip}/32") for p in candidates
                 if rule.peers is None or any(peer_matches(world, pr, policy_ns, p.ip, p) for pr in rule.peers))]
         elif rule.peers is not None:
             key = (policy_ns, repr(rule.peers))  # equal peers in any policy of a namespace resolve alike

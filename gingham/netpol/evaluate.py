@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..model.labels import matches
 from ..model.netpol import NetworkPolicy, Peer, Port, Rule
@@ -37,7 +36,8 @@ class World:
     namespaces: dict[str, dict[str, str]]
     policies: list[NetworkPolicy]
     node_ips: dict[str, str] = field(default_factory=dict)  # node -> its address
-    _ix: Any = field(default=None, repr=False, compare=False)
+    _ix: tuple[dict[str, PodInfo], dict[str, list[NetworkPolicy]], dict[str, list[PodInfo]]] | None = field(
+        default=None, repr=False, compare=False)
 
     def ns_labels(self, ns: str) -> dict[str, str]:
         # every namespace carries its name as a label, as the API server adds it

@@ -49,9 +49,9 @@ class ServiceProxy:
                 if k in self.inputs:
                     updates[k] = (None, None)
                 continue
-            inp = (by_key[k], tuple(endpoints.get(k, [])))
-            if self.full_sync or self.inputs.get(k) != inp:
-                updates[k] = (inp, compile_service(self.ctx, inp[0], list(inp[1])))
+            svc, eps = by_key[k], tuple(endpoints.get(k, []))
+            if self.full_sync or self.inputs.get(k) != (svc, eps):
+                updates[k] = ((svc, eps), compile_service(self.ctx, svc, list(eps)))
         base = base_ruleset(self.ctx)
         delta: Counter[tuple[str, str]] = Counter()
         for k, (_, frag) in updates.items():
@@ -90,7 +90,7 @@ class ServiceProxy:
             if self.shared[key] <= 0:
                 del self.shared[key]
         for k, (inp, frag) in updates.items():
-            if inp is None or frag is None:
+            if inp is None or frag is None:  # the Service went away
                 self.inputs.pop(k, None)
                 self.fragments.pop(k, None)
             else:

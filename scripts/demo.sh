@@ -12,5 +12,8 @@ exec bash scripts/sandbox.sh bash -c '
   g lab probe default/client shop/web-1 80
   g lab probe default/client shop/web-2 53 --protocol UDP
   g lab probe node/node-3 shop/web-0 80
+  g lab get services
+  g lab probe default/client web.shop 80
+  g lab exec default/client -- dig +short +search web.shop
   g lab exec default/client -- ip -4 route
   g lab down'

@@ -7,7 +7,6 @@ seen the same endpoints), so both derive them in exactly one way.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 from dataclasses import asdict
 from typing import Any
@@ -32,7 +31,7 @@ def pod_views(state: ClusterState, statuses: dict[str, dict[str, Any]]) -> list[
 
 def kube_dns(state: ClusterState, nodes: dict[str, dict[str, Any]]) -> tuple[Service, list[Endpoint]]:
     """The `kube-system/kube-dns` Service at .10 of the service range; every node's agent serves it."""
-    ip = str(ipaddress.ip_network(state.cluster.service_cidr).network_address + 10)
+    ip = state.cluster.dns_ip
     ports = (ServicePort("dns", "UDP", 53, 53), ServicePort("dns-tcp", "TCP", 53, 53),
              ServicePort("metrics", "TCP", 9153, 9153))
     # internalTrafficPolicy Local: a pod's queries go to its own node's server (NodeLocal

@@ -31,7 +31,7 @@ from ..dns import records
 from ..dns.server import DNSServer
 from ..kernel import arp, netns, nft
 from ..kernel.links import Netlink
-from ..model.objects import ClusterState, Pod
+from ..model.objects import Cluster, ClusterState, Pod
 from ..overlay.plan import OverlayPlan, compile_overlay
 from ..netpol.compile import TABLE as NETPOL_TABLE
 from ..netpol.compile import compile_netpol
@@ -363,7 +363,7 @@ class NodeAgent:
                 continue
             if rec is not None:
                 self.teardown(net, key, rec)
-            have[key] = self.setup(lab, net, pod)
+            have[key] = self.setup(lab, net, pod, state.cluster)
             self.save_pods(have)
         self.wait_workloads(list(wanted.values()))
         for key, pod in wanted.items():  # readiness: endpoints only once the workload listens
@@ -376,7 +376,7 @@ class NodeAgent:
                           [("IgnoreUnknown", "1"), ("K8S_POD_NAMESPACE", pod.namespace), ("K8S_POD_NAME", pod.name),
                            ("K8S_POD_INFRA_CONTAINER_ID", container_id(pod))])
 
-    def setup(self, lab: str, net: Network, pod: Pod) -> dict[str, Any]:
+    def setup(self, lab: str, net: Network, pod: Pod, cluster: Cluster) -> dict[str, Any]:
         name = pod_netns(lab, pod)
         if netns.exists(netns.path_of(name)):
             netns.delete(name)
@@ -392,16 +392,13 @@ class NodeAgent:
                "ready": False,
                "ports": [[p.port, p.protocol] for p in pod.ports], "cid": container_id(pod),
                "hostVeth": result["interfaces"][1]["name"] if len(result.get("interfaces", [])) > 1 else ""}
-        self.write_resolv_conf(name, pod)
+        self.write_resolv_conf(name, pod, cluster)
         rec["pid"] = self.start_workload(name, pod)
         return rec
 
-    def write_resolv_conf(self, ns_name: str, pod: Pod) -> None:
+    def write_resolv_conf(self, ns_name: str, pod: Pod, cluster: Cluster) -> None:
         """What kubelet writes for dnsPolicy ClusterFirst; `ip netns exec` mounts it over /etc/resolv.conf."""
-        doc = self.store.read()
-        state = decode_state(doc)
-        dom = state.cluster.cluster_domain
-        dns_ip = str(ipaddress.ip_network(state.cluster.service_cidr).network_address + 10)
+        dom, dns_ip = cluster.cluster_domain, cluster.dns_ip
         d = os.path.join("/etc/netns", ns_name)
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "resolv.conf"), "w") as f:

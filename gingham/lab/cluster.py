@@ -354,7 +354,7 @@ class Lab:
 
         state, _ = self.state()
         dom = state.cluster.cluster_domain
-        server = str(ipaddress.ip_network(state.cluster.service_cidr).network_address + 10)
+        server = state.cluster.dns_ip
         src_ns = source.split("/")[0] if "/" in source and not source.startswith("node/") else "default"
         names = [name] if name.endswith(".") or name.count(".") >= 5 else \
             [f"{name}.{s}" for s in (f"{src_ns}.svc.{dom}", f"svc.{dom}", dom)] + [name]

@@ -53,6 +53,11 @@ class Cluster:
     upstream_dns: tuple[str, ...] = ()  # where names outside the cluster domain go; none: SERVFAIL at once
     load_balancer_pool: str = ""  # "192.168.200.200/29" or "192.168.200.200-192.168.200.209"
 
+    @property
+    def dns_ip(self) -> str:
+        """kube-dns's ClusterIP: .10 of the service range, as kubeadm sets it."""
+        return str(ipaddress.ip_network(self.service_cidr).network_address + 10)
+
     def node_cidrs(self) -> dict[str, str]:
         """Each node's podCIDR: the i-th /mask of podCIDR, in node order (kube-controller-manager's job)."""
         subnets = ipaddress.ip_network(self.pod_cidr).subnets(new_prefix=self.node_cidr_mask)

@@ -54,7 +54,7 @@ def allocate(state: ClusterState, previous: ClusterState | None = None) -> Clust
         raws[key] = raw
 
     cidr = ipaddress.ip_network(state.cluster.service_cidr)
-    used_ips: dict[str, str] = {str(cidr.network_address + 10): "kube-system/kube-dns"}
+    used_ips: dict[str, str] = {state.cluster.dns_ip: "kube-system/kube-dns"}
     used_ports: dict[int, str] = {}
     for key, raw in raws.items():  # fixed values first, so they win over allocation
         name = key.split("/", 1)[1]

@@ -65,16 +65,13 @@ def diff(old: Ruleset, new: Ruleset) -> str:
     """What turns `old` into `new`: changed chains are flushed and refilled, removed ones deleted
     after the elements that point at them, and only changed elements are touched."""
     out: list[str] = []
-    for n, spec in new.maps.items():
-        if old.maps.get(n) != spec:
-            if n in old.maps:
-                out.append(f"delete map {new.t} {n}")
-            out.append(f"add map {new.t} {n} {{ {spec}; }}")
-    for n, spec in new.sets.items():
-        if old.sets.get(n) != spec:
-            if n in old.sets:
-                out.append(f"delete set {new.t} {n}")
-            out.append(f"add set {new.t} {n} {{ {spec}; }}")
+    containers = (("map", old.maps, new.maps), ("set", old.sets, new.sets))
+    for kind, was, now in containers:  # a container whose type changed is made anew
+        for n, spec in now.items():
+            if was.get(n) != spec:
+                if n in was:
+                    out.append(f"delete {kind} {new.t} {n}")
+                out.append(f"add {kind} {new.t} {n} {{ {spec}; }}")
     for n in new.chains:
         if n not in old.chains:
             out.append(_chain_decl(new, n))
@@ -103,10 +100,6 @@ def diff(old: Ruleset, new: Ruleset) -> str:
     for n in old.chains:
         if n not in new.chains:
             out.append(f"delete chain {new.t} {n}")
-    for n in old.sets:
-        if n not in new.sets:
-            out.append(f"delete set {new.t} {n}")
-    for n in old.maps:
-        if n not in new.maps:
-            out.append(f"delete map {new.t} {n}")
+    for kind, was, now in containers:
+        out += [f"delete {kind} {new.t} {n}" for n in was if n not in now]
     return "\n".join(out) + ("\n" if out else "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable
 
 from .labels import matches
@@ -46,8 +47,9 @@ class Service:
     load_balancer_ip: str = ""     # status.loadBalancer.ingress[0].ip once assigned
     external_name: str = ""
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """`ns/name`, computed once: the proxy indexes every Service by it on each sync."""
         return f"{self.namespace}/{self.name}"
 
     @property

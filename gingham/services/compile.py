@@ -1,11 +1,14 @@
 """Pure: Services + EndpointSlices + this node -> the `ip gingham-services` ruleset.
 
-The shape is kube-proxy's nftables mode (reference/services.md): verdict maps keyed by
-`ip . proto . port` dispatch a new connection in one lookup whatever the number of
-Services; `numgen random` picks an endpoint; masquerade is a mark honoured in
-postrouting; Services with no usable endpoint reject new connections from the filter
-hooks (ICMP, so clients fail at once); ClientIP affinity is a timed dynamic set per
-endpoint. Chain names carry a hash and the readable `ns/svc/proto/port`.
+The shape follows kube-proxy's nftables mode (reference/services.md): verdict maps keyed
+by `ip . proto . port` dispatch a new connection in one lookup whatever the number of
+Services; masquerade is a mark honoured in postrouting; Services with no usable endpoint
+reject new connections from the filter hooks (ICMP, so clients fail at once). Where
+kube-proxy gives every Service its own chains, gingham picks the endpoint with a second
+map lookup, `frontend . numgen random mod k -> endpoint`, from a chain shared by every
+Service with k endpoints (see `_pick`): a Service is then map elements only, and a change
+to it touches no chain. ClientIP affinity keeps a chain per Service and a timed dynamic
+set per endpoint; those chain names carry a hash and the readable `ns/svc/proto/port`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .ruleset import BaseChain, Ruleset
 
 TABLE = "gingham-services"
 MASQ_MARK = "0x4000"
+PROTOCOLS = ("tcp", "udp", "sctp")
 
 BASE_CHAINS = [
     BaseChain("filter-prerouting-pre-dnat", "filter", "prerouting", -110),
@@ -59,6 +63,9 @@ def base_ruleset(ctx: NodeContext) -> Ruleset:
         rs.maps[name] = "type ipv4_addr . inet_proto . inet_service : verdict"
     for name in ("service-nodeports", "no-endpoint-nodeports"):
         rs.maps[name] = "type inet_proto . inet_service : verdict"
+    for proto in PROTOCOLS:  # frontend . slot -> endpoint, see _pick
+        for name in (f"{proto}-endpoints", f"{proto}-local-endpoints"):
+            rs.maps[name] = f"typeof ip daddr . {proto} dport . numgen random mod 1 : ip daddr . {proto} dport"
     rs.sets["cluster-ips"] = "type ipv4_addr"
     rs.sets["nodeport-ips"] = "type ipv4_addr"
     rs.sets["hairpin"] = "type ipv4_addr . ipv4_addr"
@@ -90,33 +97,58 @@ def base_ruleset(ctx: NodeContext) -> Ruleset:
 
 
 def _balance(rs: Ruleset, chain: str, pid: str, svc: Service, sp: ServicePort, eps: list[Endpoint]) -> None:
-    """Appends the endpoint choice to `chain`.
+    """Appends the endpoint choice to `chain`: a ClientIP-affinity Service's own chain.
 
-    Without affinity the DNAT is inline: `numgen random mod k == 0` per endpoint, with k
-    counting down (1/3, then 1/2 of the rest, then the last), so every endpoint has the
-    same chance and a Service costs one chain. (An inline `numgen ... vmap {}` would be
-    one rule, but each is an anonymous set, and nft 1.0 makes those in quadratic time:
-    8,000 Services took minutes instead of seconds.) With ClientIP affinity each endpoint
-    gets a chain that refreshes its timed set.
+    `numgen random mod k == 0` per endpoint, with k counting down (1/3, then 1/2 of the
+    rest, then the last), so every endpoint has the same chance; each endpoint has a chain
+    that refreshes the client's entry in its timed set, so the choice must be a jump to
+    it rather than a map lookup.
     """
     targets = [(ep, port) for ep in eps if (port := ep.port_for(sp)) is not None]
     proto = sp.protocol.lower()
-    for ep, _ in targets:
-        rs.element("hairpin", f"{ep.ip} . {ep.ip}")
     rules = rs.chains[chain]
     k = len(targets)
     for i, (ep, port) in enumerate(targets):
         pick = f"numgen random mod {k - i} == 0 " if i < k - 1 else ""
-        if svc.session_affinity:
-            suffix = f"__{ep.ip}/{port}"
-            ep_chain = chain_name("endpoint", pid, suffix)
-            aff = chain_name("affinity", pid, suffix)
-            rs.sets[aff] = f"type ipv4_addr; flags dynamic,timeout; timeout {svc.affinity_timeout}s"
-            rules.insert(i, f"ip saddr @{aff} goto {ep_chain}")
-            rs.chains[ep_chain] = [f"update @{aff} {{ ip saddr }}", f"meta l4proto {proto} dnat to {ep.ip}:{port}"]
-            rules.append(f"{pick}goto {ep_chain}")
-        else:
-            rules.append(f"{pick}meta l4proto {proto} dnat to {ep.ip}:{port}")
+        suffix = f"__{ep.ip}/{port}"
+        ep_chain = chain_name("endpoint", pid, suffix)
+        aff = chain_name("affinity", pid, suffix)
+        rs.sets[aff] = f"type ipv4_addr; flags dynamic,timeout; timeout {svc.affinity_timeout}s"
+        rules.insert(i, f"ip saddr @{aff} goto {ep_chain}")
+        rs.chains[ep_chain] = [f"update @{aff} {{ ip saddr }}", f"meta l4proto {proto} dnat to {ep.ip}:{port}"]
+        rules.append(f"{pick}goto {ep_chain}")
+
+
+def is_shared(chain: str) -> bool:
+    """Shared chains (`balance-3`, `external-3`...) serve every Service of their shape and
+    carry no Service's name; a Service's own chains carry its `ns/name/proto/port`."""
+    return "/" not in chain
+
+
+def _pick(rs: Ruleset, frontends: list[tuple[str, int]], sp: ServicePort, eps: list[Endpoint], local: bool) -> str:
+    """The chain that picks one of `eps` for a connection to any of `frontends`.
+
+    A shared chain per protocol and endpoint count k (`balance-tcp-3`, `local-balance-tcp-3`
+    for the local subset) holds one rule, `dnat ip to ip daddr . tcp dport . numgen random
+    mod k map @tcp-endpoints`, and a Service's endpoints are the k elements
+    `address . port . slot : endpoint ip . port` of that map, one set per frontend:
+    one hash lookup whatever the number of Services, and a change to a Service's endpoints
+    is a change of its elements only. (nft 1.0 loads every chain of the table before it
+    adds an element or a rule, so a chain per Service would make every change cost time in
+    proportion to the number of Services: 180 ms at 30,000.) A map per protocol, because
+    nft 1.0.6 cannot read back a map typed `th dport` to add a rule that uses it.
+    """
+    k = len(eps)
+    proto = sp.protocol.lower()
+    name = f"{'local-' if local else ''}balance-{proto}-{k}"
+    endpoints = f"{proto}-local-endpoints" if local else f"{proto}-endpoints"
+    rs.chains[name] = [f"dnat ip to ip daddr . {proto} dport . numgen random mod {k} map @{endpoints}"]
+    for ep in eps:
+        rs.element("hairpin", f"{ep.ip} . {ep.ip}")
+    for ip, port in frontends:
+        for slot, ep in enumerate(eps):
+            rs.element(endpoints, f"{ip} . {port} . {slot}", f"{ep.ip} . {ep.port_for(sp)}")
+    return name
 
 
 def compile_service(ctx: NodeContext, svc: Service, all_eps: list[Endpoint]) -> Ruleset:
@@ -130,41 +162,62 @@ def compile_service(ctx: NodeContext, svc: Service, all_eps: list[Endpoint]) -> 
         proto = sp.protocol.lower()
         eps = [e for e in usable(all_eps) if e.port_for(sp) is not None]
         local = [e for e in usable(all_eps, lambda e: e.node == ctx.name) if e.port_for(sp) is not None]
-        svc_chain = chain_name("service", pid)
         cip_key = f"{svc.cluster_ip} . {proto} . {sp.port}"
-        if eps:
-            rs.chains[svc_chain] = []
-            _balance(rs, svc_chain, pid, svc, sp, eps)
-        local_chain = chain_name("local", pid)
-        if local and (svc.internal_policy_local or svc.external_policy_local):
-            rs.chains[local_chain] = []
-            _balance(rs, local_chain, pid, svc, sp, local)
-        # the ClusterIP itself
-        if svc.internal_policy_local:
-            if local:
-                rs.element("service-ips", cip_key, f"goto {local_chain}")
-            else:
-                rs.element("no-endpoint-services", cip_key, "drop" if eps else "goto reject-chain")
-        elif eps:
-            rs.element("service-ips", cip_key, f"goto {svc_chain}")
-        else:
-            rs.element("no-endpoint-services", cip_key, "goto reject-chain")
         # traffic from outside: external IPs, the load balancer IP, the NodePort
         outside = list(svc.external_ips) + ([svc.load_balancer_ip] if svc.type == "LoadBalancer" and
                                              svc.load_balancer_ip else [])
-        if not (outside or (svc.external and sp.node_port)):
+        outside_fronts = [(ip, sp.port) for ip in outside]
+        if svc.external and sp.node_port:
+            outside_fronts.append((ctx.ip, sp.node_port))  # the NodePort as its packets carry it
+        use_local = svc.internal_policy_local or svc.external_policy_local
+        all_t = local_t = ""
+        if svc.session_affinity:
+            if eps:
+                all_t = chain_name("service", pid)
+                rs.chains[all_t] = []
+                _balance(rs, all_t, pid, svc, sp, eps)
+            if local and use_local:
+                local_t = chain_name("local", pid)
+                rs.chains[local_t] = []
+                _balance(rs, local_t, pid, svc, sp, local)
+            for ep in eps:
+                rs.element("hairpin", f"{ep.ip} . {ep.ip}")
+        else:
+            cip = [(svc.cluster_ip, sp.port)]
+            all_fronts = ([] if svc.internal_policy_local else cip) + outside_fronts
+            local_fronts = (cip if svc.internal_policy_local else []) + \
+                (outside_fronts if svc.external_policy_local else [])
+            if eps and all_fronts:
+                all_t = _pick(rs, all_fronts, sp, eps, False)
+            if local and local_fronts:
+                local_t = _pick(rs, local_fronts, sp, local, True)
+        # the ClusterIP itself
+        if svc.internal_policy_local:
+            if local:
+                rs.element("service-ips", cip_key, f"goto {local_t}")
+            else:
+                rs.element("no-endpoint-services", cip_key, "drop" if eps else "goto reject-chain")
+        elif eps:
+            rs.element("service-ips", cip_key, f"goto {all_t}")
+        else:
+            rs.element("no-endpoint-services", cip_key, "goto reject-chain")
+        if not outside_fronts:
             continue
-        ext_chain = chain_name("external", pid)
+        ext_chain = ""
         if eps:
             if svc.external_policy_local:
-                rules = [f"ip saddr {ctx.pod_cidr} goto {svc_chain}",
+                rules = [f"ip saddr {ctx.pod_cidr} goto {all_t}",
                          "fib saddr type local jump mark-for-masquerade",
-                         f"fib saddr type local goto {svc_chain}"]
+                         f"fib saddr type local goto {all_t}"]
                 if local:
-                    rules.append(f"goto {local_chain}")
-                rs.chains[ext_chain] = rules
+                    rules.append(f"goto {local_t}")
             else:
-                rs.chains[ext_chain] = ["jump mark-for-masquerade", f"goto {svc_chain}"]
+                rules = ["jump mark-for-masquerade", f"goto {all_t}"]
+            # named for what it holds: shared by every Service with the same targets
+            ext_chain = (chain_name("external", pid) if not is_shared(all_t) else
+                         f"external-local-{all_t}-{local_t or 'none'}" if svc.external_policy_local else
+                         f"external-{all_t}")
+            rs.chains[ext_chain] = rules
         no_local = svc.external_policy_local and not local
         for ip in outside:
             key = f"{ip} . {proto} . {sp.port}"

@@ -3,22 +3,24 @@
 `sync()` recompiles only the Services whose object or endpoints changed and writes one
 transaction with the differences of those fragments (and of the base, which changes only
 with the node); everything else is left untouched in the kernel. After a failed write,
-or at start, it writes the whole table. Shared elements (the hairpin pairs) are
-reference-counted across fragments so one Service cannot remove another's.
+or at start, it writes the whole table. Shared chains (`balance-3`...) and elements (the
+hairpin pairs) are reference-counted across fragments, so one Service cannot remove
+another's, and a shared chain lives while some Service points at it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from ..model.services import Endpoint, Service
 from . import ruleset
-from .compile import NodeContext, base_ruleset, compile_service, merge
+from .compile import NodeContext, base_ruleset, compile_service, is_shared, merge
 from .ruleset import Ruleset
 
 SHARED = ("hairpin",)
+Shared = tuple[str, str]  # ("chain", name) or (set name, element)
 
 
 @dataclass
@@ -28,7 +30,7 @@ class ServiceProxy:
     base: Ruleset | None = None
     inputs: dict[str, tuple[Service, tuple[Endpoint, ...]]] = field(default_factory=dict)
     fragments: dict[str, Ruleset] = field(default_factory=dict)
-    shared: Counter[tuple[str, str]] = field(default_factory=Counter)
+    shared: Counter[Shared] = field(default_factory=Counter)
     full_sync: bool = True
 
     def sync(self, services: list[Service], endpoints: dict[str, list[Endpoint]],
@@ -53,29 +55,25 @@ class ServiceProxy:
             if self.full_sync or self.inputs.get(k) != (svc, eps):
                 updates[k] = ((svc, eps), compile_service(self.ctx, svc, list(eps)))
         base = base_ruleset(self.ctx)
-        delta: Counter[tuple[str, str]] = Counter()
-        for k, (_, frag) in updates.items():
-            for name in SHARED:
-                for e in (self.fragments[k].elements.get(name, {}) if k in self.fragments else {}):
-                    delta[(name, e)] -= 1
-                for e in (frag.elements.get(name, {}) if frag is not None else {}):
-                    delta[(name, e)] += 1
+        delta = self._count(f for _, f in updates.values() if f is not None)
+        delta.subtract(self._count(self.fragments[k] for k in updates if k in self.fragments))
         try:
             if self.full_sync or self.base is None:
                 full = Ruleset(base.family, base.table, base.base, dict(base.chains), dict(base.maps), dict(base.sets),
                                {c: dict(e) for c, e in base.elements.items()})
-                for k, frag in self.fragments.items():
+                for k, kept in self.fragments.items():
                     if k not in updates:
-                        merge(full, frag)
+                        merge(full, kept)
                 for _, frag in updates.values():
                     if frag is not None:
                         merge(full, frag)
                 script = ruleset.full(full)
             else:
-                parts = [ruleset.diff(self.base, base)]
+                made, dropped = self._shared_diff(delta, [f for _, f in updates.values() if f is not None])
+                parts = [made, ruleset.diff(self.base, base)]
                 for k, (_, frag) in updates.items():
                     parts.append(ruleset.diff(self._own(self.fragments.get(k)), self._own(frag)))
-                parts.append(self._shared_diff(delta))
+                parts.append(dropped)
                 script = "".join(parts)
             self.run(script)
         except Exception:
@@ -100,29 +98,43 @@ class ServiceProxy:
 
     @staticmethod
     def _own(frag: Ruleset | None) -> Ruleset:
-        """A fragment without the shared elements, which `_shared_diff` handles."""
+        """A fragment without the shared chains and elements, which `_shared_diff` handles."""
         if frag is None:
             return Ruleset("ip", "gingham-services")
-        return Ruleset(frag.family, frag.table, [], frag.chains, {}, frag.sets,
-                       {c: e for c, e in frag.elements.items() if c not in SHARED})
+        return Ruleset(frag.family, frag.table, [], {n: r for n, r in frag.chains.items() if not is_shared(n)}, {},
+                       frag.sets, {c: e for c, e in frag.elements.items() if c not in SHARED})
 
     @staticmethod
-    def _count(frags: object) -> Counter[tuple[str, str]]:
-        c: Counter[tuple[str, str]] = Counter()
-        for f in frags:  # type: ignore[attr-defined]
+    def _count(frags: Iterable[Ruleset]) -> Counter[Shared]:
+        c: Counter[Shared] = Counter()
+        for f in frags:
+            c.update(("chain", n) for n in f.chains if is_shared(n))
             for name in SHARED:
-                for k in f.elements.get(name, {}):
-                    c[(name, k)] += 1
+                c.update((name, k) for k in f.elements.get(name, {}))
         return c
 
-    def _shared_diff(self, delta: Counter[tuple[str, str]]) -> str:
+    def _shared_diff(self, delta: Counter[Shared], frags: list[Ruleset]) -> tuple[str, str]:
+        """What the change makes (written first: the Services' elements point at its chains)
+        and what it leaves unused (written last, after the elements that pointed at it)."""
         t = "ip gingham-services"
-        out = []
+        decls: list[str] = []
+        made: list[str] = []
+        flushes: list[str] = []
+        dropped: list[str] = []
+        rules = {n: r for f in frags for n, r in f.chains.items() if is_shared(n)}
         for key, d in delta.items():
             was = self.shared.get(key, 0) > 0
             now = self.shared.get(key, 0) + d > 0
-            if was and not now:
-                out.append(f"delete element {t} {key[0]} {{ {key[1]} }}")
+            kind, name = key
+            if kind == "chain":
+                if now and not was:  # every chain is declared before any rule can jump to it
+                    decls.append(f"add chain {t} {name}")
+                    made += [f"add rule {t} {name} {r}" for r in rules[name]]
+                elif was and not now:
+                    flushes.append(f"flush chain {t} {name}")
+                    dropped.append(f"delete chain {t} {name}")
             elif now and not was:
-                out.append(f"add element {t} {key[0]} {{ {key[1]} }}")
-        return "\n".join(out) + ("\n" if out else "")
+                made.append(f"add element {t} {kind} {{ {name} }}")
+            elif was and not now:
+                flushes.insert(0, f"delete element {t} {kind} {{ {name} }}")
+        return "".join(x + "\n" for x in decls + made), "".join(x + "\n" for x in flushes + dropped)

@@ -57,7 +57,10 @@ def full(rs: Ruleset) -> str:
     for n, rules in rs.chains.items():
         out += [f"add rule {rs.t} {n} {r}" for r in rules]
     for c, elems in rs.elements.items():
-        out += [f"add element {_elem(rs, c, k, v)}" for k, v in elems.items()]
+        items = [f"{k} : {v}" if v else k for k, v in elems.items()]
+        # many elements to a statement: nft parses and checks one statement per element
+        # several times slower than the same elements listed together
+        out += [f"add element {rs.t} {c} {{ {', '.join(items[i:i + 1000])} }}" for i in range(0, len(items), 1000)]
     return "\n".join(out) + "\n"
 
 

@@ -28,10 +28,12 @@ def ep(ip, node="node-2", port=8080, proto="TCP", name="", ready=True):
 
 def test_cluster_ip_dispatches_to_every_endpoint():
     rs = compile_services(CTX, [svc()], {"default/web": [ep("10.244.1.2"), ep("10.244.2.2"), ep("10.244.3.2")]})
-    chain = rs.elements["service-ips"]["10.96.0.20 . tcp . 80"].removeprefix("goto ")
-    assert rs.chains[chain] == ["numgen random mod 3 == 0 meta l4proto tcp dnat to 10.244.1.2:8080",
-                                "numgen random mod 2 == 0 meta l4proto tcp dnat to 10.244.2.2:8080",
-                                "meta l4proto tcp dnat to 10.244.3.2:8080"]
+    assert rs.elements["service-ips"]["10.96.0.20 . tcp . 80"] == "goto balance-tcp-3"
+    # one shared chain per endpoint count; the Service itself is the elements of the map
+    assert rs.chains["balance-tcp-3"] == ["dnat ip to ip daddr . tcp dport . numgen random mod 3 map @tcp-endpoints"]
+    assert rs.elements["tcp-endpoints"] == {"10.96.0.20 . 80 . 0": "10.244.1.2 . 8080",
+                                            "10.96.0.20 . 80 . 1": "10.244.2.2 . 8080",
+                                            "10.96.0.20 . 80 . 2": "10.244.3.2 . 8080"}
     assert set(rs.elements["hairpin"]) == {"10.244.1.2 . 10.244.1.2", "10.244.2.2 . 10.244.2.2",
                                            "10.244.3.2 . 10.244.3.2"}
     assert "10.96.0.20" in rs.elements["cluster-ips"]
@@ -77,8 +79,8 @@ def test_traffic_policies_local():
 def test_named_target_ports_and_udp():
     s = svc(ports=[{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": "dns"}])
     rs = compile_services(CTX, [s], {"default/web": [ep("10.244.1.2", port=5353, proto="UDP", name="dns")]})
-    assert "10.96.0.20 . udp . 53" in rs.elements["service-ips"]
-    assert any(r == "meta l4proto udp dnat to 10.244.1.2:5353" for c in rs.chains.values() for r in c)
+    assert rs.elements["service-ips"]["10.96.0.20 . udp . 53"] == "goto balance-udp-1"
+    assert rs.elements["udp-endpoints"] == {"10.96.0.20 . 53 . 0": "10.244.1.2 . 5353"}
 
 
 def test_headless_gets_no_rules():
@@ -92,7 +94,7 @@ def test_diff_touches_only_what_changed():
     b = compile_services(CTX, [svc(), svc("api", clusterIP="10.96.0.21")],
                          {"default/web": [ep("10.244.1.2"), ep("10.244.2.2")], "default/api": [ep("10.244.1.9")]})
     d = ruleset.diff(a, b)
-    assert "default/web" in d and "default/api" not in d
+    assert "10.96.0.20" in d and "10.96.0.21" not in d and "10.244.1.9" not in d
     assert "delete table" not in d and ruleset.diff(b, b) == ""
     assert ruleset.full(b).startswith("add table ip gingham-services\ndelete table ip gingham-services\n")
 
@@ -135,13 +137,16 @@ def test_proxy_rewrites_only_the_changed_service():
     proxy.sync([web, api], eps)
     assert scripts[-1].startswith("add table ip gingham-services")
     proxy.sync([web, api], {**eps, "default/web": [ep("10.244.1.2"), ep("10.244.2.2")]})
-    assert "default/web" in scripts[-1] and "default/api" not in scripts[-1] and "delete table" not in scripts[-1]
+    assert "10.96.0.20" in scripts[-1] and "10.96.0.21" not in scripts[-1] and "delete table" not in scripts[-1]
     assert "add element ip gingham-services hairpin { 10.244.2.2 . 10.244.2.2 }" in scripts[-1]
+    made = "add chain ip gingham-services balance-tcp-2"
+    assert scripts[-1].startswith(made + "\n")  # before the element that points at it
     proxy.sync([web, api], {**eps, "default/web": [ep("10.244.1.2"), ep("10.244.2.2")]})
     assert scripts[-1] == ""
     proxy.sync([api], eps)  # web deleted
-    assert "delete chain ip gingham-services service-" in scripts[-1] and "default/api" not in scripts[-1]
     gone = "delete element ip gingham-services service-ips { 10.96.0.20 . tcp . 80 }"
-    assert gone in scripts[-1]  # its dispatch goes first, then the chain it pointed at
-    assert scripts[-1].index(gone) < scripts[-1].index("delete chain ip gingham-services service-")
+    dropped = "delete chain ip gingham-services balance-tcp-2"
+    assert gone in scripts[-1] and "10.96.0.21" not in scripts[-1]
+    assert scripts[-1].index(gone) < scripts[-1].index(dropped)  # its dispatch goes first, then the chain
+    assert "balance-tcp-1" not in scripts[-1]  # api still uses it
     assert "delete element ip gingham-services hairpin { 10.244.1.2 . 10.244.1.2 }" in scripts[-1]

@@ -198,3 +198,23 @@ def shared_lab(name: str, files: Callable[[object], list[str]]) -> Callable[...,
         finally:
             lab.down()
     return lab
+
+
+@pytest.fixture
+def lab_name() -> Iterator[Callable[[], object]]:
+    """Labs with names unique to this run, each taken down after the test."""
+    n = [0]
+
+    def make() -> str:
+        n[0] += 1
+        return f"t{RUN_ID}{n[0]}"
+    from gingham.lab.cluster import Lab
+    made: list[Lab] = []
+
+    def factory() -> Lab:
+        lab = Lab(make())
+        made.append(lab)
+        return lab
+    yield factory
+    for lab in made:
+        lab.down()

@@ -19,7 +19,6 @@ from gingham.lab.cluster import Lab, LabError
 from gingham.lab.probe import probe
 from gingham.model.manifest import ManifestError
 
-from .conftest import RUN_ID
 
 
 def manifest(tmp_path, body: str, name: str = "cluster.yaml") -> str:
@@ -44,24 +43,6 @@ def cluster_yaml(overlay: str, nodes: int = 3) -> str:
         metadata: {{name: t}}
         spec: {{nodes: {nodes}, overlay: {overlay}}}
         """ + pods
-
-
-@pytest.fixture
-def lab_name():
-    n = [0]
-
-    def make() -> str:
-        n[0] += 1
-        return f"t{RUN_ID}{n[0]}"
-    made: list[Lab] = []
-
-    def factory() -> Lab:
-        lab = Lab(make())
-        made.append(lab)
-        return lab
-    yield factory
-    for lab in made:
-        lab.down()
 
 
 def from_ns(path: str, host: str, port: int, proto: str = "TCP", timeout: float = 2.0) -> str | None:

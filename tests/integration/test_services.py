@@ -404,3 +404,43 @@ def test_deleting_a_service_removes_its_rules(lab, tmp_path):
     result, _ = connect(lab.target_netns("default/client"), cip, 80, 1)
     assert result != "ok"  # an unallocated ClusterIP is dropped
     assert all(n["status"] == "Ready" for n in lab.nodes())  # no agent failed on the removal
+
+
+HOST_GW = """
+apiVersion: gingham.dev/v1alpha1
+kind: Cluster
+metadata: {name: hgw}
+spec: {nodes: 2, overlay: host-gw}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: w, ports: [{containerPort: 8080}, {containerPort: 5353, protocol: UDP}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080},
+          {name: dns, port: 53, targetPort: 5353, protocol: UDP, nodePort: 30053}]
+"""
+
+
+def test_services_on_host_gw_across_nodes(lab_name, tmp_path):
+    """The same Service rules on the other overlay: endpoints on both nodes, TCP and UDP."""
+    lab = lab_name()
+    lab.up([manifest(tmp_path, HOST_GW)])
+    nodes = {p["name"]: p["node"] for p in lab.pods()}
+    assert set(nodes.values()) == {"node-1", "node-2"}
+    cip = svc_info(lab, "web")["clusterIP"]
+    assert set(answers(lab, "default/web-0", cip, 80)) == {"web-0", "web-1", "web-2"}
+    assert set(answers(lab, "default/web-0", cip, 53, proto="UDP")) == {"web-0", "web-1", "web-2"}
+    for node in ("node-1", "node-2"):
+        assert set(answers(lab, "external", lab.resolve(f"node/{node}"), 30080, 30)) == {"web-0", "web-1", "web-2"}

@@ -1,7 +1,7 @@
-"""Links, addresses and routes over netlink (pyroute2), with idempotent `ensure_*` helpers.
+"""Links, addresses and routes over rtnetlink (kernel.rtnl), with idempotent `ensure_*` helpers.
 
 A `Netlink` opened inside `netns.entered(path)` stays bound to that namespace. Every
-pyroute2 error is turned into `NotFound`/`AlreadyExists`/`LinkError` here and nowhere else.
+netlink error is turned into `NotFound`/`AlreadyExists`/`LinkError` here and nowhere else.
 """
 
 from __future__ import annotations
@@ -9,13 +9,15 @@ from __future__ import annotations
 import builtins  # `set` is a method of Netlink; annotations inside it need the builtin by name
 import errno
 import ipaddress
+import socket
+import struct
 import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
+from . import rtnl
+from .rtnl import RtnlError
 
 
 class LinkError(Exception):
@@ -32,12 +34,13 @@ class AlreadyExists(LinkError):
     pass
 
 
-def _wrap(e: NetlinkError, what: str) -> LinkError:
-    if e.code in (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL):
-        return NotFound(f"{what}: {e.args[1] if len(e.args) > 1 else e}", e.code)
-    if e.code == errno.EEXIST:
-        return AlreadyExists(f"{what}: already exists", e.code)
-    return LinkError(f"{what}: {e.args[1] if len(e.args) > 1 else e}", e.code)
+def _wrap(e: OSError, what: str) -> LinkError:
+    code = e.errno or 0
+    if code in (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL):
+        return NotFound(f"{what}: {e.strerror}", code)
+    if code == errno.EEXIST:
+        return AlreadyExists(f"{what}: already exists", code)
+    return LinkError(f"{what}: {e.strerror}", code)
 
 
 @dataclass(frozen=True)
@@ -53,23 +56,29 @@ class Link:
     peer_netns_id: int | None = None
 
 
-def _link(msg: Any) -> Link:
-    info = msg.get_attr("IFLA_LINKINFO")
-    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else ""
-    return Link(index=msg["index"], name=msg.get_attr("IFLA_IFNAME"), kind=kind or "",
-                mac=msg.get_attr("IFLA_ADDRESS") or "", mtu=msg.get_attr("IFLA_MTU") or 0,
-                master=msg.get_attr("IFLA_MASTER") or 0, up=bool(msg["flags"] & 1),
-                operstate=msg.get_attr("IFLA_OPERSTATE") or "")
+def _link(payload: bytes) -> Link:
+    index, flags, a, kind = rtnl.parse_link(payload)
+    op = a.get(rtnl.IFLA_OPERSTATE)
+    return Link(index=index, name=rtnl.text(a.get(rtnl.IFLA_IFNAME)), kind=kind,
+                mac=rtnl.mac_str(a[rtnl.IFLA_ADDRESS]) if rtnl.IFLA_ADDRESS in a else "",
+                mtu=struct.unpack("=I", a[rtnl.IFLA_MTU])[0] if rtnl.IFLA_MTU in a else 0,
+                master=struct.unpack("=I", a[rtnl.IFLA_MASTER])[0] if rtnl.IFLA_MASTER in a else 0,
+                up=bool(flags & rtnl.IFF_UP),
+                operstate=rtnl.OPERSTATES[op[0]] if op and op[0] < len(rtnl.OPERSTATES) else "")
+
+
+def _ip(addr: str) -> bytes:
+    return ipaddress.ip_address(addr).packed
 
 
 class Netlink:
     """One rtnetlink socket in the namespace that was current when it was opened."""
 
     def __init__(self) -> None:
-        self.ipr = IPRoute()
+        self.nl = rtnl.Rtnl()
 
     def close(self) -> None:
-        self.ipr.close()
+        self.nl.close()
 
     def __enter__(self) -> "Netlink":
         return self
@@ -77,38 +86,25 @@ class Netlink:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _dump(self, fn: Any, *args: Any, **kw: Any) -> list[Any]:
-        for attempt in range(5):
-            try:
-                return list(fn(*args, **kw))
-            except NetlinkDumpInterrupted:
-                if attempt == 4:
-                    raise
-        return []
-
     # -- links -----------------------------------------------------------------
-    # RTM_GETLINK for one name or index is answered by the kernel directly; get_links()
-    # with a filter would dump and parse every link, which costs O(links) per lookup.
+    # RTM_GETLINK for one name or index is answered by the kernel directly; a dump with a
+    # filter would walk and parse every link, which costs O(links) per lookup.
     def link(self, name: str) -> Link | None:
         try:
-            msgs = self.ipr.link("get", ifname=name)
-        except NetlinkError as e:
-            if e.code == errno.ENODEV:
-                return None
+            got = self.nl.get_link(name=name)
+        except RtnlError as e:
             raise _wrap(e, f"link {name}") from e
-        return _link(msgs[0]) if msgs else None
+        return _link(got) if got else None
 
     def link_by_index(self, index: int) -> Link | None:
         try:
-            msgs = self.ipr.link("get", index=index)
-        except NetlinkError as e:
-            if e.code == errno.ENODEV:
-                return None
+            got = self.nl.get_link(index=index)
+        except RtnlError as e:
             raise _wrap(e, f"link #{index}") from e
-        return _link(msgs[0]) if msgs else None
+        return _link(got) if got else None
 
     def links(self) -> list[Link]:
-        return [_link(m) for m in self._dump(self.ipr.get_links)]
+        return [_link(p) for p in self.nl.dump_links()]
 
     def require(self, name: str) -> Link:
         link = self.link(name)
@@ -116,22 +112,27 @@ class Netlink:
             raise NotFound(f"link {name} not found")
         return link
 
-    def _call(self, what: str, *args: Any, **kw: Any) -> Any:
+    def _new(self, what: str, body: bytes, create: bool = True) -> None:
         try:
-            return self.ipr.link(*args, **kw)
-        except NetlinkError as e:
+            self.nl.new_link(body, create)
+        except RtnlError as e:
             raise _wrap(e, what) from e
+
+    def add_link(self, name: str, kind: str, mtu: int = 0) -> None:
+        """A new link of a kind that needs no parameters (bridge, ifb)."""
+        body = rtnl.Rtnl.ifinfo() + rtnl.string(rtnl.IFLA_IFNAME, name) + \
+            rtnl.nested(rtnl.IFLA_LINKINFO, rtnl.string(rtnl.IFLA_INFO_KIND, kind))
+        if mtu:
+            body += rtnl.u32(rtnl.IFLA_MTU, mtu)
+        self._new(f"create {kind} {name}", body)
 
     def ensure_bridge(self, name: str, mtu: int = 0, promisc: bool = False,
                       vlan_filtering: bool = False) -> Link:
         """The bridge, made if missing; an existing non-bridge of that name is an error."""
         link = self.link(name)
         if link is None:
-            kw: dict[str, Any] = {"ifname": name, "kind": "bridge"}
-            if mtu:
-                kw["mtu"] = mtu
             try:
-                self._call(f"create bridge {name}", "add", **kw)
+                self.add_link(name, "bridge", mtu)
             except AlreadyExists:
                 pass  # another plugin call made it between our look and our add
             link = self.require(name)
@@ -141,26 +142,43 @@ class Netlink:
             subprocess.run(["ip", "link", "set", name, "type", "bridge", "vlan_filtering", "1"],
                            check=True, capture_output=True)
         if promisc:
-            self._call(f"set {name} promisc", "set", index=link.index, flags=0x100, change=0x100)
+            self.set(link.index, f"set {name} promisc", promisc=True)
         if not link.up:
-            self._call(f"bring {name} up", "set", index=link.index, state="up")
+            self.set(link.index, f"bring {name} up", state="up")
         elif not promisc and not vlan_filtering:
             return link  # the common case, a bridge that exists and is up: no second lookup
         return self.require(name)
 
     def add_veth(self, name: str, peer: str, peer_ns_fd: int, mtu: int = 0, peer_mac: str = "") -> Link:
-        peer_spec: dict[str, Any] = {"ifname": peer, "net_ns_fd": peer_ns_fd}
-        kw: dict[str, Any] = {"ifname": name, "kind": "veth", "peer": peer_spec}
+        peer_attrs = rtnl.string(rtnl.IFLA_IFNAME, peer) + rtnl.u32(rtnl.IFLA_NET_NS_FD, peer_ns_fd)
+        body = rtnl.Rtnl.ifinfo() + rtnl.string(rtnl.IFLA_IFNAME, name)
         if mtu:
-            kw["mtu"] = mtu
-            peer_spec["mtu"] = mtu
+            body += rtnl.u32(rtnl.IFLA_MTU, mtu)
+            peer_attrs += rtnl.u32(rtnl.IFLA_MTU, mtu)
         if peer_mac:
-            peer_spec["address"] = peer_mac
-        self._call(f"create veth {name}/{peer}", "add", **kw)
+            peer_attrs += rtnl.attr(rtnl.IFLA_ADDRESS, rtnl.mac_bytes(peer_mac))
+        body += rtnl.nested(rtnl.IFLA_LINKINFO, rtnl.string(rtnl.IFLA_INFO_KIND, "veth"),
+                            rtnl.nested(rtnl.IFLA_INFO_DATA,
+                                        rtnl.nested(rtnl.VETH_INFO_PEER, rtnl.Rtnl.ifinfo() + peer_attrs)))
+        self._new(f"create veth {name}/{peer}", body)
         return self.require(name)
 
-    def set(self, index: int, what: str, **kw: Any) -> None:
-        self._call(what, "set", index=index, **kw)
+    def set(self, index: int, what: str, state: str = "", master: int | None = None, mtu: int = 0,
+            promisc: bool | None = None) -> None:
+        """Changes a link in one message: up/down, its master (0 detaches), MTU, promiscuity."""
+        flags = change = 0
+        if state:
+            change |= rtnl.IFF_UP
+            flags |= rtnl.IFF_UP if state == "up" else 0
+        if promisc is not None:
+            change |= rtnl.IFF_PROMISC
+            flags |= rtnl.IFF_PROMISC if promisc else 0
+        body = rtnl.Rtnl.ifinfo(index, flags, change)
+        if master is not None:
+            body += rtnl.u32(rtnl.IFLA_MASTER, master)
+        if mtu:
+            body += rtnl.u32(rtnl.IFLA_MTU, mtu)
+        self._new(what, body, create=False)
 
     def delete(self, name: str) -> bool:
         """Removes a link; returns False when it was already gone."""
@@ -168,15 +186,19 @@ class Netlink:
         if link is None:
             return False
         try:
-            self._call(f"delete {name}", "del", index=link.index)
-        except NotFound:
-            return False
+            self.nl.del_link(link.index)
+        except RtnlError as e:
+            if e.errno == errno.ENODEV:
+                return False
+            raise _wrap(e, f"delete {name}") from e
         return True
 
     def set_hairpin(self, index: int, on: bool) -> None:
+        body = rtnl.Rtnl.ifinfo(index, family=rtnl.AF_BRIDGE) + \
+            rtnl.nested(rtnl.IFLA_PROTINFO, rtnl.u8(rtnl.IFLA_BRPORT_MODE, 1 if on else 0))
         try:
-            self.ipr.brport("set", index=index, mode=1 if on else 0)
-        except NetlinkError as e:
+            self.nl.request(rtnl.RTM_SETLINK, body)
+        except RtnlError as e:
             raise _wrap(e, "set hairpin mode") from e
 
     def add_port_vlan(self, name: str, vid: int) -> None:
@@ -197,26 +219,26 @@ class Netlink:
     # -- addresses -------------------------------------------------------------
     def addresses(self, index: int) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
         out = []
-        for m in self._dump(self.ipr.get_addr, index=index):
-            out.append(ipaddress.ip_interface(f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}"))
+        for p in self.nl.dump_addresses():
+            _, prefixlen, idx, addr = rtnl.parse_address(p)
+            if idx == index and addr:
+                out.append(ipaddress.ip_interface((ipaddress.ip_address(addr), prefixlen)))
         return out
 
     def add_address(self, index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
                     nodad: bool = False) -> None:
-        kw: dict[str, Any] = {"index": index, "address": str(iface.ip), "prefixlen": iface.network.prefixlen}
-        if iface.version == 6 and nodad:
-            kw["flags"] = 0x02  # IFA_F_NODAD
+        flags = rtnl.IFA_F_NODAD if iface.version == 6 and nodad else 0
         try:
-            self.ipr.addr("add", **kw)
-        except NetlinkError as e:
-            if e.code != errno.EEXIST:
+            self.nl.address(True, index, iface.ip.packed, iface.network.prefixlen, flags)
+        except RtnlError as e:
+            if e.errno != errno.EEXIST:
                 raise _wrap(e, f"add address {iface}") from e
 
     def del_address(self, index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
         try:
-            self.ipr.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-        except NetlinkError as e:
-            if e.code not in (errno.EADDRNOTAVAIL, errno.ENOENT):
+            self.nl.address(False, index, iface.ip.packed, iface.network.prefixlen)
+        except RtnlError as e:
+            if e.errno not in (errno.EADDRNOTAVAIL, errno.ENOENT):
                 raise _wrap(e, f"delete address {iface}") from e
 
     # -- routes ----------------------------------------------------------------
@@ -224,46 +246,47 @@ class Netlink:
                   table: int | None = None, priority: int | None = None, mtu: int | None = None,
                   onlink: bool = False, replace: bool = False) -> None:
         net = ipaddress.ip_network(dst, strict=False)
-        kw: dict[str, Any] = {"dst": str(net), "oif": index, "family": 2 if net.version == 4 else 10}
+        extra = rtnl.u32(rtnl.RTA_OIF, index)
         if gw:
-            kw["gateway"] = gw
-        if scope is not None:
-            kw["scope"] = scope
-        if table:
-            kw["table"] = table
+            extra += rtnl.attr(rtnl.RTA_GATEWAY, _ip(gw))
         if priority:
-            kw["priority"] = priority
+            extra += rtnl.u32(rtnl.RTA_PRIORITY, priority)
         if mtu:
-            kw["metrics"] = {"attrs": [["RTAX_MTU", mtu]]}
-        if onlink:
-            kw["flags"] = 4  # RTNH_F_ONLINK
+            extra += rtnl.nested(rtnl.RTA_METRICS, rtnl.u32(rtnl.RTAX_MTU, mtu))
+        flags = rtnl.NLM_F_CREATE | (rtnl.NLM_F_REPLACE if replace else rtnl.NLM_F_EXCL)
         try:
-            self.ipr.route("replace" if replace else "add", **kw)
-        except NetlinkError as e:
-            if e.code != errno.EEXIST:
+            self.nl.route(rtnl.RTM_NEWROUTE, socket.AF_INET if net.version == 4 else socket.AF_INET6,
+                          net.network_address.packed, net.prefixlen, flags, scope or 0, table or 254, extra,
+                          rtnl.RTNH_F_ONLINK if onlink else 0)
+        except RtnlError as e:
+            if e.errno != errno.EEXIST:
                 raise _wrap(e, f"add route {dst}" + (f" via {gw}" if gw else "")) from e
 
     def del_route(self, dst: str, index: int | None = None, gw: str | None = None) -> bool:
         net = ipaddress.ip_network(dst, strict=False)
-        kw: dict[str, Any] = {"dst": str(net), "family": 2 if net.version == 4 else 10}
-        if index:
-            kw["oif"] = index
+        extra = rtnl.u32(rtnl.RTA_OIF, index) if index else b""
         if gw:
-            kw["gateway"] = gw
+            extra += rtnl.attr(rtnl.RTA_GATEWAY, _ip(gw))
         try:
-            self.ipr.route("del", **kw)
+            self.nl.route(rtnl.RTM_DELROUTE, socket.AF_INET if net.version == 4 else socket.AF_INET6,
+                          net.network_address.packed, net.prefixlen, 0, 0, 254, extra)
             return True
-        except NetlinkError as e:
-            if e.code in (errno.ESRCH, errno.ENOENT):
+        except RtnlError as e:
+            if e.errno in (errno.ESRCH, errno.ENOENT):
                 return False
             raise _wrap(e, f"delete route {dst}") from e
 
     def routes(self, family: int = 2, table: int = 254) -> Iterator[dict[str, Any]]:
-        for m in self._dump(self.ipr.get_routes, family=family, table=table):
-            dst = m.get_attr("RTA_DST")
-            yield {"dst": f"{dst}/{m['dst_len']}" if dst else ("0.0.0.0/0" if family == 2 else "::/0"),
-                   "gw": m.get_attr("RTA_GATEWAY"), "oif": m.get_attr("RTA_OIF"),
-                   "scope": m["scope"], "table": m.get_attr("RTA_TABLE") or m["table"]}
+        for p in self.nl.dump_routes(family):
+            fam, dst_len, tbl, scope, a = rtnl.parse_route(p)
+            tbl = struct.unpack("=I", a[rtnl.RTA_TABLE])[0] if rtnl.RTA_TABLE in a else tbl
+            if tbl != table:
+                continue
+            dst = str(ipaddress.ip_address(a[rtnl.RTA_DST])) if rtnl.RTA_DST in a else None
+            yield {"dst": f"{dst}/{dst_len}" if dst else ("0.0.0.0/0" if fam == 2 else "::/0"),
+                   "gw": str(ipaddress.ip_address(a[rtnl.RTA_GATEWAY])) if rtnl.RTA_GATEWAY in a else None,
+                   "oif": struct.unpack("=I", a[rtnl.RTA_OIF])[0] if rtnl.RTA_OIF in a else None,
+                   "scope": scope, "table": tbl}
 
     # -- neighbours and fdb (the overlay's entries) -----------------------------
     def ensure_vxlan(self, name: str, vni: int, local: str, port: int, uplink: int, mac: str, mtu: int) -> Link:
@@ -273,9 +296,15 @@ class Netlink:
             self.delete(name)
             link = None
         if link is None:
-            self._call(f"create vxlan {name}", "add", ifname=name, kind="vxlan", vxlan_id=vni, vxlan_local=local,
-                       vxlan_port=port, vxlan_learning=0, vxlan_link=uplink, address=mac, mtu=mtu,
-                       vxlan_udp_csum=0)
+            data = (rtnl.u32(rtnl.IFLA_VXLAN_ID, vni) + rtnl.u32(rtnl.IFLA_VXLAN_LINK, uplink) +
+                    rtnl.attr(rtnl.IFLA_VXLAN_LOCAL, _ip(local)) + rtnl.u8(rtnl.IFLA_VXLAN_LEARNING, 0) +
+                    rtnl.attr(rtnl.IFLA_VXLAN_PORT, struct.pack("!H", port)) +
+                    rtnl.u8(rtnl.IFLA_VXLAN_UDP_CSUM, 0))
+            body = (rtnl.Rtnl.ifinfo() + rtnl.string(rtnl.IFLA_IFNAME, name) +
+                    rtnl.attr(rtnl.IFLA_ADDRESS, rtnl.mac_bytes(mac)) + rtnl.u32(rtnl.IFLA_MTU, mtu) +
+                    rtnl.nested(rtnl.IFLA_LINKINFO, rtnl.string(rtnl.IFLA_INFO_KIND, "vxlan"),
+                                rtnl.nested(rtnl.IFLA_INFO_DATA, data)))
+            self._new(f"create vxlan {name}", body)
             link = self.require(name)
         if not link.up:
             self.set(link.index, f"bring {name} up", state="up")
@@ -283,27 +312,34 @@ class Netlink:
 
     def neigh_replace(self, index: int, ip: str, mac: str) -> None:
         try:
-            self.ipr.neigh("replace", ifindex=index, dst=ip, lladdr=mac, state=0x80)  # NUD_PERMANENT
-        except NetlinkError as e:
+            self.nl.neigh(rtnl.RTM_NEWNEIGH, rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE, socket.AF_INET, index,
+                          rtnl.NUD_PERMANENT, 0,
+                          rtnl.attr(rtnl.NDA_DST, _ip(ip)) + rtnl.attr(rtnl.NDA_LLADDR, rtnl.mac_bytes(mac)))
+        except RtnlError as e:
             raise _wrap(e, f"neighbour {ip}") from e
 
     def fdb_entries(self, index: int) -> builtins.set[tuple[str, str]]:
         out: builtins.set[tuple[str, str]] = builtins.set()
-        for m in self._dump(self.ipr.fdb, "dump", ifindex=index):
-            if m.get("ifindex") == index and m.get_attr("NDA_DST"):
-                out.add((m.get_attr("NDA_LLADDR"), m.get_attr("NDA_DST")))
+        for p in self.nl.dump_neigh(rtnl.AF_BRIDGE, index):
+            idx, a = rtnl.parse_neigh(p)
+            if idx == index and rtnl.NDA_DST in a and rtnl.NDA_LLADDR in a:
+                out.add((rtnl.mac_str(a[rtnl.NDA_LLADDR]), str(ipaddress.ip_address(a[rtnl.NDA_DST]))))
         return out
+
+    def _fdb(self, kind: int, flags: int, index: int, mac: str, dst_ip: str) -> None:
+        self.nl.neigh(kind, flags, rtnl.AF_BRIDGE, index, rtnl.NUD_PERMANENT, rtnl.NTF_SELF,
+                      rtnl.attr(rtnl.NDA_LLADDR, rtnl.mac_bytes(mac)) + rtnl.attr(rtnl.NDA_DST, _ip(dst_ip)))
 
     def fdb_add(self, index: int, mac: str, dst_ip: str) -> None:
         try:
-            self.ipr.fdb("append", ifindex=index, lladdr=mac, dst=dst_ip)
-        except NetlinkError as e:
-            if e.code != errno.EEXIST:
+            self._fdb(rtnl.RTM_NEWNEIGH, rtnl.NLM_F_CREATE | rtnl.NLM_F_APPEND, index, mac, dst_ip)
+        except RtnlError as e:
+            if e.errno != errno.EEXIST:
                 raise _wrap(e, f"fdb {mac} -> {dst_ip}") from e
 
     def fdb_del(self, index: int, mac: str, dst_ip: str) -> None:
         try:
-            self.ipr.fdb("del", ifindex=index, lladdr=mac, dst=dst_ip)
-        except NetlinkError as e:
-            if e.code not in (errno.ENOENT, errno.ESRCH):
+            self._fdb(rtnl.RTM_DELNEIGH, 0, index, mac, dst_ip)
+        except RtnlError as e:
+            if e.errno not in (errno.ENOENT, errno.ESRCH):
                 raise _wrap(e, f"fdb {mac} -> {dst_ip}") from e

@@ -69,7 +69,7 @@ class Bandwidth:
                 if bw["egressRate"]:
                     ifb = ifb_name(a)
                     if host.link(ifb) is None:
-                        host.ipr.link("add", ifname=ifb, kind="ifb")
+                        host.add_link(ifb, "ifb")
                     link = host.require(ifb)
                     mtu = host.require(dev).mtu
                     host.set(link.index, f"bring {ifb} up", state="up", mtu=mtu)

@@ -81,6 +81,12 @@ def test_every_verb_in_every_version(version, netns, cni, unique, host_cleanup):
         rt.status(net)
 
     rt.delete(net, att)
+    # gone when DEL answers, though the kernel frees the veth in the background (links.delete)
+    host_veth = result["interfaces"][1]["name"]
+    assert subprocess.run(["ip", "link", "show", host_veth], capture_output=True).returncode != 0
+    assert subprocess.run(["ip", "-n", os.path.basename(pod), "link", "show", "eth0"],
+                          capture_output=True).returncode != 0
+    assert bridge_ports(br) == []
     rt.delete(net, att)  # DEL is idempotent
     assert allocations(cni.data, name) == []
     assert bridge_ports(br) == []

@@ -267,7 +267,7 @@ class Bridge:
         env = _env(a)
         if a.netns and netns.exists(a.netns):
             with netns.entered(a.netns), Netlink() as pod:
-                pod.delete(a.ifname)
+                pod.delete(a.ifname, background=True)
         if n.ipam_type:
             invoke.delegate(n.ipam_type, "DEL", env, a.stdin)
         # The config does not change between ADD and DEL (spec), so only what ADD made is looked at;

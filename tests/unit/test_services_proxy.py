@@ -1,15 +1,11 @@
-"""The proxy's partial syncs, checked against a model of the kernel table.
+"""The proxy's partial syncs, checked against a model of the kernel table (nftmodel.Table).
 
-`Table` executes the nft dialect the compiler writes (tables, maps, sets, chains, rules,
-elements) the way the kernel would refuse it: a chain is deleted only when nothing points
-at it, a jump or goto names a chain that exists, an element is deleted only if present.
 Property: after any sequence of Service changes written as partial syncs, the table
-equals the one a full sync of the last state writes.
+equals the one a full sync of the last state writes, and no statement on the way was one
+the kernel would refuse.
 """
 
 from __future__ import annotations
-
-import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,65 +15,9 @@ from gingham.services import ruleset
 from gingham.services.compile import NodeContext, compile_services
 from gingham.services.proxy import ServiceProxy
 
+from .nftmodel import Table
+
 CTX = NodeContext("node-1", "192.168.200.11", "10.244.0.0/16", "10.96.0.0/16")
-T = "ip gingham-services"
-TARGET = re.compile(r"\b(?:goto|jump) (\S+)")
-
-
-class Table:
-    def __init__(self) -> None:
-        self.containers: dict[str, dict[str, str]] = {}
-        self.chains: dict[str, list[str]] = {}
-
-    def referenced(self) -> set[str]:
-        refs = {m for rules in self.chains.values() for r in rules for m in TARGET.findall(r)}
-        return refs | {m for c in self.containers.values() for v in c.values() for m in TARGET.findall(v)}
-
-    def run(self, script: str) -> None:
-        for line in script.splitlines():
-            self.line(line)
-        assert self.referenced() <= set(self.chains), "a verdict names a chain that does not exist"
-
-    def line(self, line: str) -> None:
-        verb, kind, rest = line.split(" ", 2)
-        assert rest == T or rest.startswith(T + " "), line
-        rest = rest[len(T) + 1:]
-        name, _, body = rest.partition(" ")
-        if kind == "table":
-            if verb == "delete":
-                self.containers, self.chains = {}, {}
-        elif kind in ("map", "set"):
-            if verb == "add":
-                self.containers.setdefault(name, {})
-            else:
-                del self.containers[name]
-        elif kind == "chain":
-            if verb == "add":
-                assert name not in self.chains or body == "", line  # a base chain is declared once
-                self.chains.setdefault(name, [])
-            elif verb == "flush":
-                self.chains[name] = []
-            else:
-                assert self.chains.pop(name) == [], f"{line}: not empty"
-                assert name not in self.referenced(), f"{line}: still pointed at"
-        elif kind == "rule":
-            assert TARGET.findall(body) == [t for t in TARGET.findall(body) if t in self.chains], line
-            self.chains[name].append(body)
-        elif kind == "element":
-            items = body.strip().removeprefix("{").removesuffix("}").strip().split(", ")
-            c = self.containers[name]
-            for item in items:
-                key, _, value = item.partition(" : ")
-                if verb == "add":
-                    assert all(t in self.chains for t in TARGET.findall(value)), line
-                    c[key] = value
-                else:
-                    assert key in c, f"{line}: no such element"
-                    del c[key]
-        else:
-            raise AssertionError(f"unexpected statement {line!r}")
-
-
 SHAPES = [
     {},
     {"type": "NodePort", "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}]},

@@ -1,0 +1,189 @@
+"""A packet tracer over the Services table model, after kube-proxy's nftables tracer.
+
+`trace()` walks a new connection through the base chains in hook order and returns what
+the kernel would do with it: every endpoint the DNAT can choose, a drop or a reject, and
+whether it leaves masqueraded. It knows only the rule fragments compile.py writes, each
+by a regex, and fails on anything else (`unmatched rule`), so a new rule shape forces the
+tracer to learn it. Branches of a random choice are all followed, so the result lists
+every possible endpoint.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from .nftmodel import Table
+
+MASQ_MARK = 0x4000
+
+
+@dataclass
+class Trace:
+    verdict: str = "ACCEPT"              # ACCEPT, DROP or REJECT
+    dnat: list[str] = field(default_factory=list)  # "ip:port" the connection may go to
+    masq: bool = False
+    matched: list[str] = field(default_factory=list)
+
+
+class _Return(Exception):
+    pass
+
+
+class _Stop(Exception):
+    def __init__(self, verdict: str) -> None:
+        self.verdict = verdict
+
+
+@dataclass
+class _Packet:
+    src: str
+    proto: str
+    dst: str
+    dport: int
+    node_ips: frozenset[str]
+    mark: int = 0
+    dnatted: bool = False
+    outputs: list[str] = field(default_factory=list)
+    masquerade: bool = False
+
+
+def _in(ip: str, spec: str) -> bool:
+    return ipaddress.ip_address(ip) in ipaddress.ip_network(spec, strict=False)
+
+
+class _Tracer:
+    def __init__(self, table: Table, trace: Trace) -> None:
+        self.t, self.trace = table, trace
+
+    def chain(self, name: str, p: _Packet) -> None:
+        """Runs a chain; returns when it falls through or returns, raises _Stop on a verdict."""
+        try:
+            for rule in self.t.chains[name]:
+                self.rule(rule, p)
+        except _Return:
+            pass
+
+    def rule(self, rule: str, p: _Packet) -> None:
+        rest = rule.strip() + " "
+        while rest.strip():
+            matched, rest = self.fragment(rest, p, rule)
+            if not matched:
+                return
+        self.trace.matched.append(rule)
+
+    def fragment(self, r: str, p: _Packet, rule: str) -> tuple[bool, str]:  # noqa: C901 (one case per fragment)
+        def m(pattern: str) -> re.Match[str] | None:
+            return re.match(pattern + r"\s+", r)
+
+        def addr(which: str) -> str:
+            return p.src if which == "saddr" else p.dst
+        if x := m(r"ct state new"):
+            return True, r[x.end():]
+        if x := m(r"ct status dnat"):
+            return p.dnatted, r[x.end():]
+        if x := m(r"ip (saddr|daddr) \. ip (saddr|daddr) @(\S+)"):
+            return f"{addr(x[1])} . {addr(x[2])}" in self.t.containers[x[3]], r[x.end():]
+        if x := m(r"ip daddr \. meta l4proto \. th dport vmap @(\S+)"):
+            verdict = self.t.containers[x[1]].get(f"{p.dst} . {p.proto} . {p.dport}")
+            return (True, verdict + " ") if verdict else (False, "")
+        if x := m(r"meta l4proto \. th dport vmap @(\S+)"):
+            verdict = self.t.containers[x[1]].get(f"{p.proto} . {p.dport}")
+            return (True, verdict + " ") if verdict else (False, "")
+        if x := m(r"ip (saddr|daddr) (!= )?@(\S+)"):
+            return (addr(x[1]) in self.t.containers[x[3]]) != bool(x[2]), r[x.end():]
+        if x := m(r"ip (saddr|daddr) (!= )?\{ ([^}]*) \}"):
+            hit = any(_in(addr(x[1]), s.strip()) for s in x[3].split(","))
+            return hit != bool(x[2]), r[x.end():]
+        if x := m(r"ip (saddr|daddr) (!= )?([0-9./]+)"):
+            return _in(addr(x[1]), x[3]) != bool(x[2]), r[x.end():]
+        if x := m(r"fib saddr type local"):
+            return p.src in p.node_ips, r[x.end():]
+        if x := m(r"meta l4proto (tcp|udp|sctp)"):
+            return p.proto == x[1], r[x.end():]
+        if x := m(r"mark and (0x[0-9a-f]+) == 0"):
+            return not p.mark & int(x[1], 16), r[x.end():]
+        if x := m(r"mark set mark or (0x[0-9a-f]+)"):
+            p.mark |= int(x[1], 16)
+            return True, r[x.end():]
+        if x := m(r"mark set mark xor (0x[0-9a-f]+)"):
+            p.mark ^= int(x[1], 16)
+            return True, r[x.end():]
+        if x := m(r"update @\S+ \{ ip saddr \}"):
+            return True, r[x.end():]  # a new client: the affinity set learns it, nothing to trace
+        if x := m(r"numgen random mod (\d+) == 0"):
+            # either branch may be taken: follow the rest of this rule, then go on as if it missed
+            self.branch(r[x.end():], p, rule)
+            return False, ""
+        if x := m(r"dnat ip to ip daddr \. (tcp|udp|sctp) dport \. numgen random mod (\d+) map @(\S+)"):
+            if p.proto != x[1]:
+                return False, ""
+            elems = self.t.containers[x[3]]
+            for slot in range(int(x[2])):
+                target = elems.get(f"{p.dst} . {p.dport} . {slot}")
+                assert target is not None, f"{rule}: no endpoint in slot {slot} for {p.dst}:{p.dport}"
+                p.outputs.append(target.replace(" . ", ":"))
+            raise _Stop("DNAT")
+        if x := m(r"dnat to (\S+)"):
+            p.outputs.append(x[1])
+            raise _Stop("DNAT")
+        if x := m(r"masquerade( fully-random)?"):
+            p.masquerade = True
+            raise _Stop("ACCEPT")
+        if x := m(r"(jump|goto) (\S+)"):
+            self.trace.matched.append(rule)
+            self.chain(x[2], p)
+            if x[1] == "goto":
+                raise _Return()
+            return True, r[x.end():]
+        if x := m(r"return"):
+            raise _Return()
+        if x := m(r"(drop|reject)"):
+            raise _Stop(x[1].upper())
+        raise AssertionError(f"unmatched rule: {rule!r} at {r!r}")
+
+    def branch(self, rest: str, p: _Packet, rule: str) -> None:
+        try:
+            while rest.strip():
+                ok, rest = self.fragment(rest, p, rule)
+                if not ok:
+                    return
+        except _Stop as s:
+            if s.verdict != "DNAT":
+                raise
+        except _Return:
+            pass
+
+
+def trace(table: Table, src: str, proto: str, dst: str, dport: int, node_ips: set[str],
+          local_origin: bool = False) -> Trace:
+    """A new connection from `src` (the node itself when `local_origin`) to `dst:dport`."""
+    out = Trace()
+    tr = _Tracer(table, out)
+    p = _Packet(src, proto, dst, dport, frozenset(node_ips))
+    hooks = (["filter-output-pre-dnat", "nat-output"] if local_origin
+             else ["filter-prerouting-pre-dnat", "nat-prerouting"])
+    try:
+        for h in hooks:
+            try:
+                tr.chain(h, p)
+            except _Stop as s:
+                if s.verdict != "DNAT":
+                    raise
+                break
+        if p.outputs:
+            out.dnat = sorted(set(p.outputs))
+            p.dnatted = True
+            p.dst, port = p.outputs[0].rsplit(":", 1)
+            p.dport = int(port)
+        to_node = p.dst in node_ips
+        for h in ["filter-output"] if local_origin else ["filter-input" if to_node else "filter-forward"]:
+            tr.chain(h, p)
+        if not to_node:
+            tr.chain("nat-postrouting", p)
+    except _Stop as s:
+        if s.verdict in ("DROP", "REJECT"):
+            out.verdict = s.verdict
+    out.masq = p.masquerade
+    return out

@@ -230,7 +230,8 @@ def compile_service(ctx: NodeContext, svc: Service, all_eps: list[Endpoint]) -> 
             allowed = list(svc.lb_source_ranges)
             if any(ipaddress.ip_address(ctx.ip) in ipaddress.ip_network(r) for r in allowed):
                 allowed.append(svc.load_balancer_ip)  # the node's own traffic to a VIP it holds comes from the VIP
-            rs.chains[fw] = [f"ip saddr != {{ {', '.join(allowed)} }} drop"]
+            ranges = allowed[0] if len(allowed) == 1 else f"{{ {', '.join(allowed)} }}"  # as nft lists it
+            rs.chains[fw] = [f"ip saddr != {ranges} drop"]
             rs.element("firewall-ips", f"{svc.load_balancer_ip} . {proto} . {sp.port}", f"goto {fw}")
         if svc.external and sp.node_port:
             key = f"{proto} . {sp.node_port}"

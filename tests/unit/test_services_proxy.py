@@ -1,4 +1,4 @@
-"""The proxy's partial syncs, checked against a model of the kernel table (nftmodel.Table).
+"""The proxy's partial syncs, checked against a model of the kernel table (services.trace.Table).
 
 Property: after any sequence of Service changes written as partial syncs, the table
 equals the one a full sync of the last state writes, and no statement on the way was one
@@ -15,7 +15,7 @@ from gingham.services import ruleset
 from gingham.services.compile import NodeContext, compile_services
 from gingham.services.proxy import ServiceProxy
 
-from .nftmodel import Table
+from gingham.services.trace import Table
 
 CTX = NodeContext("node-1", "192.168.200.11", "10.244.0.0/16", "10.96.0.0/16")
 SHAPES = [

@@ -15,9 +15,7 @@ import pytest
 from gingham.model.services import Endpoint, parse_service
 from gingham.services import ruleset
 from gingham.services.compile import NodeContext, compile_services
-
-from .nft_trace import trace
-from .nftmodel import Table
+from gingham.services.trace import Table, UnknownRule, trace
 
 CTX = NodeContext("node-1", "192.168.200.11", "10.244.0.0/16", "10.96.0.0/16")
 NODE_IPS = {"192.168.200.11"}
@@ -49,7 +47,8 @@ SERVICES = {
 LB_IPS = {"lb-local": "192.168.200.200", "lb-remote": "192.168.200.201", "fenced": "192.168.200.202"}
 
 
-def table() -> Table:
+def world() -> tuple[list, dict]:
+    """The Services above and their endpoints."""
     services, eps = [], {}
     for name, (spec, ips) in SERVICES.items():
         spec = {"ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": name}, **spec}
@@ -58,8 +57,12 @@ def table() -> Table:
         services.append(s)
         eps[s.key] = [Endpoint(ip, "node-1" if ip == LOCAL else "node-2", f"default/{name}-{ip}", True, True, False,
                                (("", "TCP", 8080), ("", "UDP", 8080))) for ip in ips]
+    return services, eps
+
+
+def table() -> Table:
     t = Table()
-    t.run(ruleset.full(compile_services(CTX, services, eps)))
+    t.run(ruleset.full(compile_services(CTX, *world())))
     return t
 
 
@@ -126,5 +129,5 @@ def test_headless_services_get_no_address_in_the_table():
 def test_the_tracer_refuses_rules_it_does_not_know():
     t = table()
     t.chains["services"].insert(0, "ip daddr 10.96.0.20 counter accept")
-    with pytest.raises(AssertionError, match="unmatched rule"):
+    with pytest.raises(UnknownRule, match="unmatched rule"):
         trace(t, POD, "tcp", "10.96.0.20", 80, NODE_IPS)

@@ -1,11 +1,15 @@
-"""A packet tracer over the Services table model, after kube-proxy's nftables tracer.
+"""The Services table as a value, and a packet tracer over it (kube-proxy's, in Python).
 
-`trace()` walks a new connection through the base chains in hook order and returns what
-the kernel would do with it: every endpoint the DNAT can choose, a drop or a reject, and
-whether it leaves masqueraded. It knows only the rule fragments compile.py writes, each
-by a regex, and fails on anything else (`unmatched rule`), so a new rule shape forces the
-tracer to learn it. Branches of a random choice are all followed, so the result lists
-every possible endpoint.
+`Table` holds one nft table's chains and maps and executes the statements gingham writes,
+refusing what the kernel would refuse (`Refused`): tests feed it the compiler's scripts,
+and `parse_listing` fills it from `nft list table` so that the live kernel can be traced.
+
+`trace()` walks a new connection through the base chains in hook order and tells what
+the kernel does with it: every endpoint the DNAT can choose, a drop or a reject, whether
+it leaves masqueraded, and the rules it matched on the way. It knows only the rule
+fragments compile.py writes, each by a regex, and raises `UnknownRule` on anything else,
+so a new rule shape forces the tracer to learn it. Both branches of a random choice are
+followed, so the result lists every possible endpoint.
 """
 
 from __future__ import annotations
@@ -14,7 +18,131 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from .nftmodel import Table
+TARGET = re.compile(r"\b(?:goto|jump) (\S+)")
+
+
+class Refused(Exception):
+    """A statement the kernel would refuse (a dangling jump, deleting what is not there...)."""
+
+
+class UnknownRule(Exception):
+    """A rule fragment the tracer does not know: the compiler and the tracer are out of step."""
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise Refused(what)
+
+
+class Table:
+    """One table's chains (rules as text) and maps/sets (key -> value, "" for sets)."""
+
+    def __init__(self, table: str = "ip gingham-services") -> None:
+        self.t = table
+        self.containers: dict[str, dict[str, str]] = {}
+        self.chains: dict[str, list[str]] = {}
+
+    def referenced(self) -> set[str]:
+        refs = {m for rules in self.chains.values() for r in rules for m in TARGET.findall(r)}
+        return refs | {m for c in self.containers.values() for v in c.values() for m in TARGET.findall(v)}
+
+    def run(self, script: str) -> None:
+        for line in script.splitlines():
+            self.line(line)
+        _check(self.referenced() <= set(self.chains), "a verdict names a chain that does not exist")
+
+    def line(self, line: str) -> None:
+        verb, kind, rest = line.split(" ", 2)
+        _check(rest == self.t or rest.startswith(self.t + " "), line)
+        rest = rest[len(self.t) + 1:]
+        name, _, body = rest.partition(" ")
+        if kind == "table":
+            if verb == "delete":
+                self.containers, self.chains = {}, {}
+        elif kind in ("map", "set"):
+            if verb == "add":
+                self.containers.setdefault(name, {})
+            else:
+                del self.containers[name]
+        elif kind == "chain":
+            if verb == "add":
+                _check(name not in self.chains or body == "", line)  # a base chain is declared once
+                self.chains.setdefault(name, [])
+            elif verb == "flush":
+                self.chains[name] = []
+            else:
+                _check(self.chains.pop(name) == [], f"{line}: not empty")
+                _check(name not in self.referenced(), f"{line}: still pointed at")
+        elif kind == "rule":
+            _check(all(t in self.chains for t in TARGET.findall(body)), line)
+            self.chains[name].append(body)
+        elif kind == "element":
+            items = body.strip().removeprefix("{").removesuffix("}").strip().split(", ")
+            c = self.containers[name]
+            for item in items:
+                key, _, value = item.partition(" : ")
+                if verb == "add":
+                    _check(all(t in self.chains for t in TARGET.findall(value)), line)
+                    c[key] = value
+                else:
+                    _check(key in c, f"{line}: no such element")
+                    del c[key]
+        else:
+            raise Refused(f"unexpected statement {line!r}")
+
+
+# `nft list` prints some expressions otherwise than gingham writes them
+_LISTED = [(re.compile(p), r) for p, r in (
+    (r"meta mark set meta mark \| 0x0*([0-9a-f]+)", r"mark set mark or 0x\1"),
+    (r"meta mark set meta mark \^ 0x0*([0-9a-f]+)", r"mark set mark xor 0x\1"),
+    (r"meta mark & 0x0*([0-9a-f]+) == 0x0+\b", r"mark and 0x\1 == 0"),
+    (r"numgen random mod (\d+) (\d+) ", r"numgen random mod \1 == \2 "),
+)]
+
+
+def parse_listing(text: str, table: str = "ip gingham-services") -> Table:
+    """A `Table` from `nft list table` output, rules in gingham's own spelling. Elements of
+    timed sets (session affinity) keep their key only."""
+    t = Table(table)
+    block: tuple[str, str] | None = None
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if pending:
+            pending += " " + line
+            if not line.endswith("}"):
+                continue
+            line, pending = pending, ""
+        if not line or line.startswith(("table ", "type ", "typeof ", "flags ", "timeout ", "size ", "policy ")):
+            continue
+        if m := re.match(r"(chain|map|set) (\S+) \{$", line):
+            block = (m[1], m[2])
+            if m[1] == "chain":
+                t.chains[m[2]] = []
+            else:
+                t.containers[m[2]] = {}
+            continue
+        if line == "}":
+            block = None
+            continue
+        if block is None:
+            continue
+        kind, name = block
+        if kind == "chain":
+            for pat, rep in _LISTED:
+                line = pat.sub(rep, line)
+            t.chains[name].append(line)
+        elif line.startswith("elements = {"):
+            if not line.endswith("}"):
+                pending = line
+                continue
+            body = line[len("elements = {"):-1].strip()
+            for item in filter(None, (x.strip() for x in body.split(","))):
+                key, _, value = item.partition(" : ")
+                key = re.split(r" (?:timeout|expires) ", key)[0]
+                t.containers[name][key] = value
+    return t
+
 
 MASQ_MARK = 0x4000
 
@@ -122,8 +250,8 @@ class _Tracer:
             elems = self.t.containers[x[3]]
             for slot in range(int(x[2])):
                 target = elems.get(f"{p.dst} . {p.dport} . {slot}")
-                assert target is not None, f"{rule}: no endpoint in slot {slot} for {p.dst}:{p.dport}"
-                p.outputs.append(target.replace(" . ", ":"))
+                _check(target is not None, f"{rule}: no endpoint in slot {slot} for {p.dst}:{p.dport}")
+                p.outputs.append(str(target).replace(" . ", ":"))
             raise _Stop("DNAT")
         if x := m(r"dnat to (\S+)"):
             p.outputs.append(x[1])
@@ -141,7 +269,7 @@ class _Tracer:
             raise _Return()
         if x := m(r"(drop|reject)"):
             raise _Stop(x[1].upper())
-        raise AssertionError(f"unmatched rule: {rule!r} at {r!r}")
+        raise UnknownRule(f"unmatched rule: {rule!r} at {r!r}")
 
     def branch(self, rest: str, p: _Packet, rule: str) -> None:
         try:

@@ -116,6 +116,13 @@ def cmd_probe(a: argparse.Namespace) -> int:
     return 0 if who is not None else 1
 
 
+def cmd_trace(a: argparse.Namespace) -> int:
+    from .trace import describe, trace_connection
+    r = trace_connection(Lab(a.name), a.source, a.dest, a.port, a.protocol)
+    _print(a, r) if a.output == "json" else print(describe(r))
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     lab = sub.add_parser("lab", help="a multi-node cluster network on this host, from Kubernetes YAML")
     ls = lab.add_subparsers(dest="cmd", required=True)
@@ -150,6 +157,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--protocol", default="TCP", type=str.upper, choices=["TCP", "UDP", "SCTP"])
     p.add_argument("--timeout", type=float, default=2.0)
     p.set_defaults(fn=cmd_probe)
+    p = common(ls.add_parser("trace", help="what the Services rules do with a new connection from SOURCE to "
+                                            "DEST:PORT, read from the node's kernel"))
+    p.add_argument("source")
+    p.add_argument("dest")
+    p.add_argument("port", type=int)
+    p.add_argument("--protocol", default="TCP", type=str.upper, choices=["TCP", "UDP", "SCTP"])
+    p.set_defaults(fn=cmd_trace)
 
 
 def run(a: argparse.Namespace) -> int:

@@ -184,22 +184,44 @@ def _in(ip: str, spec: str) -> bool:
 class _Tracer:
     def __init__(self, table: Table, trace: Trace) -> None:
         self.t, self.trace = table, trace
+        self.where: list[str] = []   # the chain being run, innermost last
+        self.notes: list[str] = []   # what the rule being run looked up
+        self.noted: list[bool] = []  # per rule being run, innermost last: recorded already
 
     def chain(self, name: str, p: _Packet) -> None:
         """Runs a chain; returns when it falls through or returns, raises _Stop on a verdict."""
+        self.where.append(name)
         try:
             for rule in self.t.chains[name]:
                 self.rule(rule, p)
         except _Return:
             pass
+        finally:
+            self.where.pop()
+
+    def note(self, rule: str) -> None:
+        """Records a rule that matched (or jumped), once, with what its lookups found."""
+        if self.noted[-1]:
+            return
+        found = f"  [{'; '.join(self.notes)}]" if self.notes else ""
+        self.trace.matched.append(f"{self.where[-1]}: {rule}{found}")
+        self.notes, self.noted[-1] = [], True
 
     def rule(self, rule: str, p: _Packet) -> None:
         rest = rule.strip() + " "
-        while rest.strip():
-            matched, rest = self.fragment(rest, p, rule)
-            if not matched:
-                return
-        self.trace.matched.append(rule)
+        self.notes = []
+        self.noted.append(False)
+        try:
+            while rest.strip():
+                matched, rest = self.fragment(rest, p, rule)
+                if not matched:
+                    return
+            self.note(rule)
+        except _Stop:
+            self.note(rule)
+            raise
+        finally:
+            self.noted.pop()
 
     def fragment(self, r: str, p: _Packet, rule: str) -> tuple[bool, str]:  # noqa: C901 (one case per fragment)
         def m(pattern: str) -> re.Match[str] | None:
@@ -214,10 +236,16 @@ class _Tracer:
         if x := m(r"ip (saddr|daddr) \. ip (saddr|daddr) @(\S+)"):
             return f"{addr(x[1])} . {addr(x[2])}" in self.t.containers[x[3]], r[x.end():]
         if x := m(r"ip daddr \. meta l4proto \. th dport vmap @(\S+)"):
-            verdict = self.t.containers[x[1]].get(f"{p.dst} . {p.proto} . {p.dport}")
+            key = f"{p.dst} . {p.proto} . {p.dport}"
+            verdict = self.t.containers[x[1]].get(key)
+            if verdict:
+                self.notes.append(f"{key} : {verdict}")
             return (True, verdict + " ") if verdict else (False, "")
         if x := m(r"meta l4proto \. th dport vmap @(\S+)"):
-            verdict = self.t.containers[x[1]].get(f"{p.proto} . {p.dport}")
+            key = f"{p.proto} . {p.dport}"
+            verdict = self.t.containers[x[1]].get(key)
+            if verdict:
+                self.notes.append(f"{key} : {verdict}")
             return (True, verdict + " ") if verdict else (False, "")
         if x := m(r"ip (saddr|daddr) (!= )?@(\S+)"):
             return (addr(x[1]) in self.t.containers[x[3]]) != bool(x[2]), r[x.end():]
@@ -260,7 +288,7 @@ class _Tracer:
             p.masquerade = True
             raise _Stop("ACCEPT")
         if x := m(r"(jump|goto) (\S+)"):
-            self.trace.matched.append(rule)
+            self.note(rule)
             self.chain(x[2], p)
             if x[1] == "goto":
                 raise _Return()
@@ -306,10 +334,16 @@ def trace(table: Table, src: str, proto: str, dst: str, dport: int, node_ips: se
             p.dst, port = p.outputs[0].rsplit(":", 1)
             p.dport = int(port)
         to_node = p.dst in node_ips
-        for h in ["filter-output"] if local_origin else ["filter-input" if to_node else "filter-forward"]:
-            tr.chain(h, p)
-        if not to_node:
-            tr.chain("nat-postrouting", p)
+        # after DNAT: sent from here, a packet meets output and postrouting (and input too when it
+        # is for this node, over loopback); from outside, input or forward and postrouting
+        after = (["filter-output", "nat-postrouting"] + (["filter-input"] if to_node else []) if local_origin
+                 else ["filter-input"] if to_node else ["filter-forward", "nat-postrouting"])
+        for h in after:
+            try:
+                tr.chain(h, p)
+            except _Stop as s:  # an accept ends this hook only
+                if s.verdict in ("DROP", "REJECT"):
+                    raise
     except _Stop as s:
         if s.verdict in ("DROP", "REJECT"):
             out.verdict = s.verdict

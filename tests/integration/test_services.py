@@ -444,3 +444,25 @@ def test_services_on_host_gw_across_nodes(lab_name, tmp_path):
     assert set(answers(lab, "default/web-0", cip, 53, proto="UDP")) == {"web-0", "web-1", "web-2"}
     for node in ("node-1", "node-2"):
         assert set(answers(lab, "external", lab.resolve(f"node/{node}"), 30080, 30)) == {"web-0", "web-1", "web-2"}
+
+
+def test_lab_trace_tells_what_the_probes_find(lab):
+    """`gingham lab trace` reads a node's live table; its endpoints are the pods that answer."""
+    import subprocess
+    import sys
+
+    from gingham.lab.trace import describe, trace_connection
+    cip = svc_info(lab, "web")["clusterIP"]
+    r = trace_connection(lab, "default/client", "web", 80, "TCP")  # by DNS name, as the pod would ask
+    assert (r["address"], r["verdict"], r["masquerade"]) == (cip, "ACCEPT", False)
+    assert {e["owner"] for e in r["endpoints"]} == {f"default/{p}" for p in answers(lab, "default/client", cip, 80)}
+    assert "DNAT to one of 3" in describe(r)
+    assert trace_connection(lab, "default/client", svc_info(lab, "nobody")["clusterIP"], 80, "TCP")["verdict"] \
+        == "REJECT"
+    assert trace_connection(lab, "external", svc_info(lab, "fenced")["externalIP"], 80, "TCP")["verdict"] == "DROP"
+    local = trace_connection(lab, "external", "node/node-2", 30900, "TCP")  # ETP Local, solo runs on node-2
+    assert [e["owner"] for e in local["endpoints"]] == ["default/solo"] and not local["masquerade"]
+    out = subprocess.run([sys.executable, "-m", "gingham.cli", "lab", "trace", "--name", lab.name, "-o", "json",
+                          "node/node-3", cip, "80"], capture_output=True, text=True, check=True).stdout
+    from_node = json.loads(out)
+    assert from_node["node"] == "node-3" and from_node["masquerade"] and len(from_node["endpoints"]) == 3

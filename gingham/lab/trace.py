@@ -1,0 +1,88 @@
+"""`gingham lab trace`: what the node's Services rules do with a new connection, read from the kernel.
+
+The source decides which node's table the packet meets first: a pod's own node, the
+node itself for `node/NAME`, and for `external` the node its route (or the address's
+holder, for a node IP or an announced load balancer address) leads to. That node's
+`ip gingham-services` table is listed from its namespace, parsed into the model of
+services/trace.py, and traced; endpoints are named by the pods that hold them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any
+
+from ..services.compile import TABLE
+from ..services.trace import Table, parse_listing, trace
+from .cluster import EXTERNAL_IP, Lab, LabError
+
+
+def _in_ns(path: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", os.path.basename(path), *cmd], capture_output=True, text=True)
+
+
+def _entry_node(lab: Lab, dst: str, nodes: dict[str, Any], statuses: dict[str, Any]) -> str:
+    """The node an external client's packet to `dst` reaches first."""
+    route = _in_ns(lab.target_netns("external"), "ip", "-j", "route", "get", dst)
+    hops = json.loads(route.stdout or "[]") if route.returncode == 0 else []
+    first = hops[0].get("gateway", dst) if hops else dst
+    for name, node in nodes.items():
+        if first == node["ip"] or first in (statuses.get(name) or {}).get("loadBalancerIPs", []):
+            return name
+    raise LabError(f"no node answers for {dst} on the underlay: external reaches node IPs, NodePorts "
+                   "and announced load balancer addresses")
+
+
+def trace_connection(lab: Lab, source: str, dest: str, port: int, protocol: str) -> dict[str, Any]:
+    dst = lab.resolve(dest, source)
+    state, doc = lab.state()
+    nodes, statuses = doc["nodes"], lab.statuses(state)
+    if source.startswith("node/"):
+        node, local = source.split("/", 1)[1], True
+        if node not in nodes:
+            raise LabError(f"no node {node!r} in lab {lab.name}")
+        src = nodes[node]["ip"]
+    elif source == "external":
+        node, local, src = _entry_node(lab, dst, nodes, statuses), False, EXTERNAL_IP
+    else:
+        pod = next((p for p in lab.pods() if f"{p['namespace']}/{p['name']}" == source and p["ip"]), None)
+        if pod is None:
+            raise LabError(f"no pod {source} with an address in lab {lab.name}")
+        node, local, src = pod["node"], False, pod["ip"]
+    listed = _in_ns(lab.target_netns(f"node/{node}"), "nft", "list", "table", "ip", TABLE)
+    table = parse_listing(listed.stdout) if listed.returncode == 0 else Table()
+    node_ips = {nodes[node]["ip"], *(statuses.get(node) or {}).get("loadBalancerIPs", [])}
+    t = trace(table, src, protocol.lower(), dst, port, node_ips, local)
+    owners = {p["ip"]: f"{p['namespace']}/{p['name']}" for p in lab.pods() if p["ip"]}
+    owners.update({n["ip"]: f"node/{name}" for name, n in nodes.items()})
+    return {"source": source, "sourceIP": src, "node": node, "destination": dest, "address": dst, "port": port,
+            "protocol": protocol.upper(), "table": listed.returncode == 0, "verdict": t.verdict,
+            "endpoints": [{"address": e, "owner": owners.get(e.rsplit(":", 1)[0], "")} for e in t.dnat],
+            "masquerade": t.masq, "rules": t.matched}
+
+
+def describe(r: dict[str, Any]) -> str:
+    head = (f"{r['source']} ({r['sourceIP']}) -> {r['address']}:{r['port']}/{r['protocol']}: a new connection "
+            f"through {r['node']}'s table ip {TABLE}")
+    if not r["table"]:
+        return f"{head}\n  (no Services table on {r['node']}: nothing rewrites or stops this packet)"
+    lines = [head + ":"]
+    width = max((len(x.split(": ", 1)[0]) for x in r["rules"]), default=0)
+    for x in r["rules"]:
+        chain, _, rule = x.partition(": ")
+        lines.append(f"  {chain.ljust(width)}  {rule}")
+    if r["verdict"] == "DROP":
+        lines.append("=> dropped (the client waits for its timeout)")
+    elif r["verdict"] == "REJECT":
+        lines.append("=> rejected (ICMP: the client fails at once)")
+    elif r["endpoints"]:
+        eps = ", ".join(f"{e['address']} ({e['owner']})" if e["owner"] else e["address"] for e in r["endpoints"])
+        n = len(r["endpoints"])
+        lines.append(f"=> DNAT to {'one of ' + str(n) + ': ' if n > 1 else ''}{eps}; "
+                     + ("masqueraded (the endpoint sees the node's address)" if r["masquerade"]
+                        else "the client's address is kept"))
+    else:
+        lines.append("=> not rewritten by Services rules: delivered as addressed")
+    return "\n".join(lines)

@@ -14,6 +14,7 @@ from typing import Any
 from ..model.objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod
 
 STATE_FILE = "store.json"
+HEARTBEAT = "heartbeat"  # its mtime is the agent's last sign of life
 
 
 def encode_state(state: ClusterState, nodes: dict[str, dict[str, Any]], revision: int, lab: str) -> dict[str, Any]:
@@ -63,11 +64,24 @@ class Store:
         return os.path.join(self.root, "nodes", node)
 
     def status(self, node: str) -> dict[str, Any]:
+        """What the node's agent last reported, with `time`, its last heartbeat (0 if none)."""
         try:
             with open(os.path.join(self.node_dir(node), "status.json")) as f:
-                return json.load(f)
+                st: dict[str, Any] = json.load(f)
         except (OSError, ValueError):
             return {}
+        try:
+            st["time"] = os.stat(os.path.join(self.node_dir(node), HEARTBEAT)).st_mtime
+        except OSError:
+            st["time"] = 0.0
+        return st
+
+    def heartbeat(self, node: str) -> None:
+        path = os.path.join(self.node_dir(node), HEARTBEAT)
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            open(path, "w").close()
 
 
 def write_json(path: str, obj: Any) -> None:

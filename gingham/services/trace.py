@@ -97,6 +97,7 @@ _LISTED = [(re.compile(p), r) for p, r in (
     (r"meta mark set meta mark \^ 0x0*([0-9a-f]+)", r"mark set mark xor 0x\1"),
     (r"meta mark & 0x0*([0-9a-f]+) == 0x0+\b", r"mark and 0x\1 == 0"),
     (r"numgen random mod (\d+) (\d+) ", r"numgen random mod \1 == \2 "),
+    (r"(?<!\. )\b(tcp|udp|sctp) dport (\d+(?:-\d+)?) ", r"meta l4proto \1 th dport \2 "),
 )]
 
 
@@ -181,6 +182,21 @@ def _in(ip: str, spec: str) -> bool:
     return ipaddress.ip_address(ip) in ipaddress.ip_network(spec, strict=False)
 
 
+def _member(ip: str, elements: dict[str, str]) -> bool:
+    """Set membership; elements of interval sets (NetworkPolicy's) are networks or a-b ranges."""
+    if ip in elements:
+        return True
+    a = ipaddress.ip_address(ip)
+    for e in elements:
+        if "/" in e and a in ipaddress.ip_network(e, strict=False):
+            return True
+        if "-" in e:
+            lo, hi = (int(ipaddress.ip_address(x)) for x in e.split("-", 1))
+            if lo <= int(a) <= hi:
+                return True
+    return False
+
+
 class _Tracer:
     def __init__(self, table: Table, trace: Trace) -> None:
         self.t, self.trace = table, trace
@@ -231,6 +247,10 @@ class _Tracer:
             return p.src if which == "saddr" else p.dst
         if x := m(r"ct state new"):
             return True, r[x.end():]
+        if x := m(r"ct state established,related"):
+            return False, ""  # a new connection is neither
+        if x := m(r"th dport (\d+)(?:-(\d+))?"):
+            return int(x[1]) <= p.dport <= int(x[2] or x[1]), r[x.end():]
         if x := m(r"ct status dnat"):
             return p.dnatted, r[x.end():]
         if x := m(r"ip (saddr|daddr) \. ip (saddr|daddr) @(\S+)"):
@@ -247,8 +267,14 @@ class _Tracer:
             if verdict:
                 self.notes.append(f"{key} : {verdict}")
             return (True, verdict + " ") if verdict else (False, "")
+        if x := m(r"ip (saddr|daddr) vmap @(\S+)"):
+            key = addr(x[1])
+            verdict = self.t.containers[x[2]].get(key)
+            if verdict:
+                self.notes.append(f"{key} : {verdict}")
+            return (True, verdict + " ") if verdict else (False, "")
         if x := m(r"ip (saddr|daddr) (!= )?@(\S+)"):
-            return (addr(x[1]) in self.t.containers[x[3]]) != bool(x[2]), r[x.end():]
+            return _member(addr(x[1]), self.t.containers[x[3]]) != bool(x[2]), r[x.end():]
         if x := m(r"ip (saddr|daddr) (!= )?\{ ([^}]*) \}"):
             hit = any(_in(addr(x[1]), s.strip()) for s in x[3].split(","))
             return hit != bool(x[2]), r[x.end():]
@@ -295,7 +321,7 @@ class _Tracer:
             return True, r[x.end():]
         if x := m(r"return"):
             raise _Return()
-        if x := m(r"(drop|reject)"):
+        if x := m(r"(drop|reject|accept)"):
             raise _Stop(x[1].upper())
         raise UnknownRule(f"unmatched rule: {rule!r} at {r!r}")
 
@@ -348,4 +374,15 @@ def trace(table: Table, src: str, proto: str, dst: str, dport: int, node_ips: se
         if s.verdict in ("DROP", "REJECT"):
             out.verdict = s.verdict
     out.masq = p.masquerade
+    return out
+
+
+def filter_verdict(table: Table, chain: str, src: str, proto: str, dst: str, dport: int) -> Trace:
+    """One filter chain (NetworkPolicy's `forward` or `input`) for a new connection: ACCEPT
+    when it falls through or accepts, DROP or REJECT when it stops the packet."""
+    out = Trace()
+    try:
+        _Tracer(table, out).chain(chain, _Packet(src, proto, dst, dport, frozenset()))
+    except _Stop as s:
+        out.verdict = "ACCEPT" if s.verdict == "DNAT" else s.verdict
     return out

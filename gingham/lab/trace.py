@@ -14,8 +14,9 @@ import os
 import subprocess
 from typing import Any
 
+from ..netpol.compile import TABLE as NETPOL_TABLE
 from ..services.compile import TABLE
-from ..services.trace import Table, parse_listing, trace
+from ..services.trace import Table, filter_verdict, parse_listing, trace
 from .cluster import EXTERNAL_IP, Lab, LabError
 
 
@@ -33,6 +34,43 @@ def _entry_node(lab: Lab, dst: str, nodes: dict[str, Any], statuses: dict[str, A
             return name
     raise LabError(f"no node answers for {dst} on the underlay: external reaches node IPs, NodePorts "
                    "and announced load balancer addresses")
+
+
+def _table(lab: Lab, node: str, family: str, name: str) -> Table | None:
+    listed = _in_ns(lab.target_netns(f"node/{node}"), "nft", "list", "table", family, name)
+    return parse_listing(listed.stdout, f"{family} {name}") if listed.returncode == 0 else None
+
+
+def _policy(lab: Lab, nodes: dict[str, Any], pods: dict[str, Any], entry: str, local: bool, src: str,
+            masq: bool, dst: str, port: int, protocol: str) -> dict[str, Any]:
+    """NetworkPolicy's verdict on the way to `dst` (after DNAT): the forward (or input) chains of the
+    entry node and of the destination's node, each read from its kernel. A node's own traffic
+    to its pods meets neither."""
+    node_of_ip = {n["ip"]: name for name, n in nodes.items()}
+    dst_node = pods[dst]["node"] if dst in pods else node_of_ip.get(dst)
+    hops: list[tuple[str, str, str]] = []
+    if dst_node == entry:
+        if not local:
+            hops.append((entry, "input" if dst in node_of_ip else "forward", src))
+    else:
+        if not local:
+            hops.append((entry, "forward", src))
+        if dst_node is not None:
+            seen_src = src
+            if masq or local:  # the source it arrives with: what the entry node's route to it would pick
+                route = _in_ns(lab.target_netns(f"node/{entry}"), "ip", "-j", "route", "get", dst)
+                hop = json.loads(route.stdout or "[{}]")[0] if route.returncode == 0 else {}
+                seen_src = hop.get("prefsrc", nodes[entry]["ip"])
+            hops.append((dst_node, "input" if dst in node_of_ip else "forward", seen_src))
+    steps = []
+    for node, chain, s in hops:
+        table = _table(lab, node, "inet", NETPOL_TABLE)
+        if table is None:
+            continue  # no policy table on that node: nothing is isolated there
+        t = filter_verdict(table, chain, s, protocol.lower(), dst, port)
+        steps.append({"node": node, "chain": chain, "source": s, "verdict": t.verdict, "rules": t.matched})
+    denied = next((st for st in steps if st["verdict"] != "ACCEPT"), None)
+    return {"allowed": denied is None, "steps": steps}
 
 
 def trace_connection(lab: Lab, source: str, dest: str, port: int, protocol: str) -> dict[str, Any]:
@@ -55,12 +93,18 @@ def trace_connection(lab: Lab, source: str, dest: str, port: int, protocol: str)
     table = parse_listing(listed.stdout) if listed.returncode == 0 else Table()
     node_ips = {nodes[node]["ip"], *(statuses.get(node) or {}).get("loadBalancerIPs", [])}
     t = trace(table, src, protocol.lower(), dst, port, node_ips, local)
-    owners = {p["ip"]: f"{p['namespace']}/{p['name']}" for p in lab.pods() if p["ip"]}
+    pods = {p["ip"]: p for p in lab.pods() if p["ip"]}
+    owners = {ip: f"{p['namespace']}/{p['name']}" for ip, p in pods.items()}
     owners.update({n["ip"]: f"node/{name}" for name, n in nodes.items()})
+    targets = t.dnat if t.dnat else [f"{dst}:{port}"] if t.verdict == "ACCEPT" else []
+    ends = []
+    for e in targets:
+        ip, p = e.rsplit(":", 1)
+        ends.append({"address": e, "owner": owners.get(ip, ""),
+                     "policy": _policy(lab, nodes, pods, node, local, src, t.masq, ip, int(p), protocol)})
     return {"source": source, "sourceIP": src, "node": node, "destination": dest, "address": dst, "port": port,
             "protocol": protocol.upper(), "table": listed.returncode == 0, "verdict": t.verdict,
-            "endpoints": [{"address": e, "owner": owners.get(e.rsplit(":", 1)[0], "")} for e in t.dnat],
-            "masquerade": t.masq, "rules": t.matched}
+            "dnat": bool(t.dnat), "endpoints": ends, "masquerade": t.masq, "rules": t.matched}
 
 
 def describe(r: dict[str, Any]) -> str:
@@ -77,7 +121,7 @@ def describe(r: dict[str, Any]) -> str:
         lines.append("=> dropped (the client waits for its timeout)")
     elif r["verdict"] == "REJECT":
         lines.append("=> rejected (ICMP: the client fails at once)")
-    elif r["endpoints"]:
+    elif r["dnat"]:
         eps = ", ".join(f"{e['address']} ({e['owner']})" if e["owner"] else e["address"] for e in r["endpoints"])
         n = len(r["endpoints"])
         lines.append(f"=> DNAT to {'one of ' + str(n) + ': ' if n > 1 else ''}{eps}; "
@@ -85,4 +129,14 @@ def describe(r: dict[str, Any]) -> str:
                         else "the client's address is kept"))
     else:
         lines.append("=> not rewritten by Services rules: delivered as addressed")
+    for e in r["endpoints"]:
+        pol = e["policy"]
+        who = f"{e['address']} ({e['owner']})" if e["owner"] else e["address"]
+        if not pol["steps"]:
+            lines.append(f"NetworkPolicy, {who}: allowed (no policy table on the way)")
+            continue
+        lines.append(f"NetworkPolicy, {who}: {'allowed' if pol['allowed'] else 'DENIED'}")
+        for st in pol["steps"]:
+            lines.append(f"  {st['node']} {st['chain']} (from {st['source']}): {st['verdict'].lower()}")
+            lines += [f"    {x}" for x in st["rules"]]
     return "\n".join(lines)

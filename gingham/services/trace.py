@@ -320,6 +320,7 @@ class _Tracer:
                 raise _Return()
             return True, r[x.end():]
         if x := m(r"return"):
+            self.note(rule)
             raise _Return()
         if x := m(r"(drop|reject|accept)"):
             raise _Stop(x[1].upper())

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from gingham.lab.cluster import Lab
 from gingham.lab.netpol_cli import probe_matrix, world_from_lab
+from gingham.lab.trace import trace_connection
 from gingham.netpol.evaluate import evaluate
 
 from .conftest import shared_lab
@@ -242,6 +243,8 @@ def test_policy_matrix_matches_the_kernel(name, lab, tmp_path):
         truth = check(lab, 80)
         for (src, dst), allowed in expect:
             assert truth[(src, dst)] == allowed, f"{src} -> {dst} should be {'allowed' if allowed else 'denied'}"
+            (end,) = trace_connection(lab, src, dst, 80, "TCP")["endpoints"]  # `lab trace` reads the kernel
+            assert end["policy"]["allowed"] == allowed, (src, dst, end["policy"])
         if name == "ingress-on-81-only":
             assert check(lab, 81)[("x/a", "y/a")]
         if name == "named-port-and-range":

@@ -7,7 +7,6 @@ script that failed, or `NotFound` for a missing object.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 import shutil
 import subprocess
@@ -42,7 +41,11 @@ class _Lib:
     JSON = 1 << 4
 
     def __init__(self) -> None:
-        lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
+        try:  # the soname first: find_library runs `ldconfig -p`, a process per plugin call
+            lib = ctypes.CDLL("libnftables.so.1")
+        except OSError:
+            from ctypes.util import find_library
+            lib = ctypes.CDLL(find_library("nftables") or "libnftables.so.1")
         lib.nft_ctx_new.restype = ctypes.c_void_p
         lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
         for f in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):

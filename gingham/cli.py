@@ -35,7 +35,7 @@ def _cni(args: argparse.Namespace) -> int:
         rt.status(net)
     elif args.verb == "gc":
         valid = [tuple(v.split("/", 1)) if "/" in v else (v, args.ifname) for v in args.valid]
-        for r in rt.gc(net, valid):  # type: ignore[arg-type]
+        for r in rt.gc(net, valid):
             print(f"removed {r}")
     return 0
 

@@ -75,6 +75,6 @@ def run() -> int:
             rt.delete(net, Attachment(name, path, "eth0"))
             netns.delete(os.path.basename(path))
         subprocess.run(["ip", "link", "delete", "demo0"], capture_output=True)
-        for t in ("gingham-bridge", "gingham-hostport"):
-            subprocess.run(["nft", "delete", "table", "inet", t], capture_output=True)
+        for table in ("gingham-bridge", "gingham-hostport"):
+            subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
         print("cleaned up: pods deleted through CNI DEL, bridge and tables removed")

@@ -200,7 +200,7 @@ class NodeAgent:
         nodes = os.path.join(self.store.root, "nodes")
         with os.scandir(nodes) as it:
             paths += sorted(os.path.join(e.path, "status.json") for e in it if e.is_dir())
-        sig = []
+        sig: list[tuple[Any, ...]] = []
         for path in paths:
             try:
                 st = os.stat(path)
@@ -334,7 +334,7 @@ class NodeAgent:
 
     # -- overlay ---------------------------------------------------------------------
     def apply_overlay(self, plan: OverlayPlan, cluster_cidr: str, own_cidr: str) -> None:
-        cluster = ipaddress.ip_network(cluster_cidr)
+        cluster = ipaddress.IPv4Network(cluster_cidr)  # the lab is IPv4 (README)
         with Netlink() as nl:
             uplink = nl.require(UPLINK)
             dev_index = uplink.index
@@ -355,12 +355,12 @@ class NodeAgent:
             for r in plan.routes:
                 idx = dev_index if r.dev != UPLINK else uplink.index
                 nl.add_route(r.dst, idx, gw=r.via, onlink=r.onlink, replace=True)
-            for r in nl.routes():
-                dst = r["dst"]
+            for have_r in nl.routes():
+                dst = have_r["dst"]
                 net = ipaddress.ip_network(dst, strict=False)
-                if net.version == 4 and net.subnet_of(cluster) and net != cluster and dst not in wanted \
-                        and dst != own_cidr and r.get("gw"):
-                    nl.del_route(dst, r["oif"], r["gw"])
+                if isinstance(net, ipaddress.IPv4Network) and net.subnet_of(cluster) and net != cluster \
+                        and dst not in wanted and dst != own_cidr and have_r.get("gw"):
+                    nl.del_route(dst, have_r["oif"], have_r["gw"])
 
     # -- pods ------------------------------------------------------------------------
     def terminating_due(self) -> bool:
@@ -371,11 +371,11 @@ class NodeAgent:
         wanted = {k: p for k, p in state.pods.items() if p.node_name == self.node}
         have = self.load_pods()
         for key in [k for k in have if k not in wanted]:
-            rec = have[key]
-            if not rec.get("terminating"):  # first out of the endpoints, then gone
-                rec["terminating"], rec["ready"] = time.time(), False
+            gone = have[key]
+            if not gone.get("terminating"):  # first out of the endpoints, then gone
+                gone["terminating"], gone["ready"] = time.time(), False
                 self.save_pods(have)
-            elif time.time() - rec["terminating"] > GRACE_SECONDS:
+            elif time.time() - gone["terminating"] > GRACE_SECONDS:
                 self.teardown(net, key, have.pop(key))
                 self.save_pods(have)
         for key, pod in wanted.items():

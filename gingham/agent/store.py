@@ -47,7 +47,8 @@ class Store:
 
     def read(self) -> dict[str, Any]:
         with open(self.path) as f:
-            return json.load(f)
+            doc: dict[str, Any] = json.load(f)
+        return doc
 
     def revision(self) -> int:
         try:

@@ -309,6 +309,16 @@ class Netlink:
                 return False
             raise _wrap(e, f"delete route {dst}") from e
 
+    def route_to(self, dst: str) -> dict[str, str | None]:
+        """Where the kernel would send a packet to `dst`: its gateway (None when on-link) and the
+        source address it would pick."""
+        try:
+            _, _, _, _, a = rtnl.parse_route(self.nl.get_route(_ip(dst)))
+        except RtnlError as e:
+            raise _wrap(e, f"route to {dst}") from e
+        return {k: str(ipaddress.ip_address(a[n])) if n in a else None
+                for k, n in (("gateway", rtnl.RTA_GATEWAY), ("prefsrc", rtnl.RTA_PREFSRC))}
+
     def routes(self, family: int = 2, table: int = 254) -> Iterator[dict[str, Any]]:
         for p in self.nl.dump_routes(family):
             fam, dst_len, tbl, scope, a = rtnl.parse_route(p)

@@ -49,7 +49,7 @@ OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DOR
 # address, route and neighbour attributes
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 IFA_F_NODAD = 0x02
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_METRICS, RTA_TABLE = 1, 4, 5, 6, 8, 15
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_METRICS, RTA_TABLE = 1, 4, 5, 6, 7, 8, 15
 RTAX_MTU = 2
 RTPROT_BOOT, RTN_UNICAST, RT_SCOPE_NOWHERE, RTNH_F_ONLINK = 3, 1, 255, 4
 NDA_DST, NDA_LLADDR = 1, 2
@@ -220,6 +220,12 @@ class Rtnl:
         if table >= 256:
             body += u32(RTA_TABLE, table)
         self.request(kind, body + extra, flags)
+
+    def get_route(self, dst: bytes) -> bytes:
+        """The kernel's answer to `ip route get DST`: the route a packet to `dst` would take."""
+        family = socket.AF_INET if len(dst) == 4 else socket.AF_INET6
+        body = _RTMSG.pack(family, len(dst) * 8, 0, 0, 0, 0, 0, 0, 0) + attr(RTA_DST, dst)
+        return self.request(RTM_GETROUTE, body)[0]
 
     def dump_routes(self, family: int) -> list[bytes]:
         return self.dump(RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0))

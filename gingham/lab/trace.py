@@ -9,11 +9,12 @@ services/trace.py, and traced; endpoints are named by the pods that hold them.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from typing import Any
 
+from ..kernel import netns
+from ..kernel.links import LinkError, Netlink
 from ..netpol.compile import TABLE as NETPOL_TABLE
 from ..services.compile import TABLE
 from ..services.trace import Table, filter_verdict, parse_listing, trace
@@ -24,11 +25,17 @@ def _in_ns(path: str, *cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "netns", "exec", os.path.basename(path), *cmd], capture_output=True, text=True)
 
 
+def _route_to(ns: str, dst: str) -> dict[str, str | None]:
+    try:
+        with netns.entered(ns), Netlink() as nl:
+            return nl.route_to(dst)
+    except LinkError:
+        return {}
+
+
 def _entry_node(lab: Lab, dst: str, nodes: dict[str, Any], statuses: dict[str, Any]) -> str:
     """The node an external client's packet to `dst` reaches first."""
-    route = _in_ns(lab.target_netns("external"), "ip", "-j", "route", "get", dst)
-    hops = json.loads(route.stdout or "[]") if route.returncode == 0 else []
-    first = hops[0].get("gateway", dst) if hops else dst
+    first = _route_to(lab.target_netns("external"), dst).get("gateway") or dst
     for name, node in nodes.items():
         if first == node["ip"] or first in (statuses.get(name) or {}).get("loadBalancerIPs", []):
             return name
@@ -58,9 +65,7 @@ def _policy(lab: Lab, nodes: dict[str, Any], pods: dict[str, Any], entry: str, l
         if dst_node is not None:
             seen_src = src
             if masq or local:  # the source it arrives with: what the entry node's route to it would pick
-                route = _in_ns(lab.target_netns(f"node/{entry}"), "ip", "-j", "route", "get", dst)
-                hop = json.loads(route.stdout or "[{}]")[0] if route.returncode == 0 else {}
-                seen_src = hop.get("prefsrc", nodes[entry]["ip"])
+                seen_src = _route_to(lab.target_netns(f"node/{entry}"), dst).get("prefsrc") or nodes[entry]["ip"]
             hops.append((dst_node, "input" if dst in node_of_ip else "forward", seen_src))
     steps = []
     for node, chain, s in hops:

@@ -20,6 +20,7 @@ from ..cni.plugins import registry
 from ..cni.shim import VERSION, encode, namespace_ids, recv_frame
 from ..cni.skel import dispatch
 from ..cni.spec import CNIError
+from .metrics import AgentMetrics
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -44,9 +45,14 @@ class _Handler(socketserver.BaseRequestHandler):
             except Exception:  # dispatch converts errors itself; this is a last guard for the socket
                 traceback.print_exc(file=sys.stderr)
                 out, rc = (json.dumps(CNIError(spec.ERR_INTERNAL, "agent failed").to_dict()) + "\n").encode(), 1
-            print(f"cni {env.get('CNI_COMMAND', '?')} {name} {env.get('CNI_CONTAINERID', '-')}/"
-                  f"{env.get('CNI_IFNAME', '-')} rc={rc} {1000 * (time.perf_counter() - t):.1f}ms",
-                  file=sys.stderr, flush=True)
+            took = time.perf_counter() - t
+            cmd = env.get("CNI_COMMAND", "?")
+            print(f"cni {cmd} {name} {env.get('CNI_CONTAINERID', '-')}/{env.get('CNI_IFNAME', '-')} rc={rc} "
+                  f"{1000 * took:.1f}ms", file=sys.stderr, flush=True)
+            metrics = self.server.metrics  # type: ignore[attr-defined]
+            if metrics is not None:
+                metrics.cni.labels(command=cmd, plugin=name, result="ok" if rc == 0 else "error").inc()
+                metrics.cni_duration.labels(command=cmd).observe(took)
         self.request.sendall(encode([b"ok", str(rc).encode(), out]))
 
 
@@ -54,7 +60,7 @@ class CNIServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, metrics: AgentMetrics | None = None) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
             os.unlink(path)
@@ -64,6 +70,7 @@ class CNIServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         os.chmod(path, 0o600)
         self.path = path
         self.ns_ids = namespace_ids()
+        self.metrics = metrics
 
     def start(self) -> threading.Thread:
         t = threading.Thread(target=self.serve_forever, name="cni-server", daemon=True)

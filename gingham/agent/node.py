@@ -41,7 +41,7 @@ from ..services.proxy import ServiceProxy
 from .cni_server import CNIServer, warm_up
 from .endpoints import digest, endpoints_of, world_of
 from .health import HealthServers
-from .metrics import serve_metrics
+from .metrics import METRICS_PORT, AgentMetrics, serve_metrics
 from .store import Store, decode_state, write_json
 
 NODE_TABLE = "gingham-node"
@@ -104,6 +104,7 @@ class NodeAgent:
         self.health = HealthServers()
         self.status: dict[str, Any] = {}
         self.status_written: dict[str, Any] = {}
+        self.metrics = AgentMetrics()
         self.dns_index = records.RecordIndex()
         self.dns: DNSServer | None = None
         self.netpol_script = ""
@@ -124,7 +125,7 @@ class NodeAgent:
     def run(self) -> None:
         install.install(self.bin)
         warm_up()
-        server = CNIServer(self.sock)
+        server = CNIServer(self.sock, self.metrics)
         server.start()
         # bound to the node address, not 0.0.0.0: a UDP reply from a wildcard socket takes the
         # source address of the route back (cni0's), which conntrack would not match to the DNAT
@@ -133,6 +134,7 @@ class NodeAgent:
         self.dns.start()
         dns = self.dns
         metrics = serve_metrics(node_ip, 9153, lambda: dns.stats.prometheus())
+        agent_metrics = serve_metrics(node_ip, METRICS_PORT, self.metrics.render)
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         last_full = last_beat = last_sync = 0.0
         seen: tuple[Any, ...] = ()
@@ -164,6 +166,7 @@ class NodeAgent:
             if self.dns is not None:
                 self.dns.stop()
             metrics.shutdown()
+            agent_metrics.shutdown()
             server.stop()
 
     def reconcile(self) -> None:
@@ -214,6 +217,10 @@ class NodeAgent:
         heartbeat that rewrote the status would make every agent re-read everything each second."""
         self.status.update({"revision": self.applied, "node": self.node, "pods": self.load_pods(),
                             "agentPid": os.getpid()})
+        pods = self.status["pods"].values()
+        terminating = sum(1 for r in pods if r.get("terminating"))
+        self.metrics.pods.labels(phase="running").set(len(pods) - terminating)
+        self.metrics.pods.labels(phase="terminating").set(terminating)
         if self.status != self.status_written:
             write_json(os.path.join(self.dir, "status.json"), self.status)
             self.status_written = json.loads(json.dumps(self.status))
@@ -234,9 +241,21 @@ class NodeAgent:
         ctx = NodeContext(self.node, nodes[self.node]["ip"], state.cluster.pod_cidr, state.cluster.service_cidr)
         if self.proxy is None or self.proxy.ctx != ctx:
             self.proxy = ServiceProxy(ctx, nft.run)
-        self.proxy.sync(services, eps)
+        m = self.metrics
+        try:
+            with m.timed(m.proxy_sync, kind="full" if self.proxy.full_sync else "partial"):
+                self.proxy.sync(services, eps)
+        except Exception:
+            m.proxy_failures.inc()
+            raise
+        m.proxy_last.set_to_current_time()
+        served = [s for s in services if s.cluster_ip and not s.headless]
+        m.services.set(len(served))
+        m.endpoints.set(sum(len(eps.get(s.key, [])) for s in served))
         world = world_of(state, statuses, nodes)
-        self.sync_netpol(world)
+        m.policies.set(len(world.policies))
+        with m.timed(m.netpol_sync):
+            self.sync_netpol(world)
         own = ipaddress.ip_network(nodes[self.node]["podCIDR"])
         local_backends = any(ipaddress.ip_address(e.ip) in own for s in services if s.cluster_ip and not s.headless
                              for e in eps.get(s.key, []))

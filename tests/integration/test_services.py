@@ -466,3 +466,21 @@ def test_lab_trace_tells_what_the_probes_find(lab):
                           "node/node-3", cip, "80"], capture_output=True, text=True, check=True).stdout
     from_node = json.loads(out)
     assert from_node["node"] == "node-3" and from_node["masquerade"] and len(from_node["endpoints"]) == 3
+
+
+def test_agent_metrics_on_the_kube_proxy_port(lab):
+    """Each agent serves Prometheus metrics on its node's address at :10249."""
+    from prometheus_client.parser import text_string_to_metric_families
+    node_ip = lab.resolve("node/node-2")
+    with netns.entered(lab.target_netns("external")):
+        text = urllib.request.urlopen(f"http://{node_ip}:10249/metrics", timeout=3).read().decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(text) for s in fam.samples}
+    on_node = [p for p in lab.pods() if p["node"] == "node-2"]
+    served = [s for s in lab.services() if s["clusterIP"] not in ("None", "")]
+    assert samples[("gingham_pods", (("phase", "running"),))] == len(on_node)
+    assert samples[("gingham_cni_requests_total", (("command", "ADD"), ("plugin", "bridge"), ("result", "ok")))] \
+        >= len(on_node)
+    assert samples[("gingham_proxy_services", ())] == len(served)
+    assert samples[("gingham_proxy_sync_duration_seconds_count", (("kind", "full"),))] >= 1
+    assert samples[("gingham_proxy_sync_last_timestamp_seconds", ())] > time.time() - 60

@@ -136,7 +136,7 @@ class Rtnl:
     def _replies(self, seq: int) -> Iterator[tuple[int, int, bytes]]:
         """(type, flags, payload) of each answer to `seq`, until its ack or end of dump."""
         while True:
-            data = self.sock.recv(1 << 16)
+            data = self.sock.recv(1 << 18)  # a dump part is at most a few pages; never truncated here
             off = 0
             while off + _HDR.size <= len(data):
                 n, kind, flags, s, _ = _HDR.unpack_from(data, off)

@@ -49,17 +49,32 @@ def probe_matrix(lab: Lab, world: World, pods: list[PodInfo], port: int, protoco
         return dict(ex.map(one, [(a, b) for a in pods for b in pods]))
 
 
+def kernel_matrix(lab: Lab, pods: list[PodInfo], port: int, protocol: str) -> dict[tuple[str, str], bool]:
+    """Every cell as the nodes' NetworkPolicy tables decide it, traced (lab/trace.py), no traffic sent."""
+    from .trace import NodeTables, policy_verdict
+    tables = NodeTables(lab)
+    _, doc = lab.state()
+    by_ip = {p["ip"]: p for p in lab.pods() if p["ip"]}
+    return {(a.key, b.key): a.key == b.key or  # a pod reaching itself never leaves its namespace
+            policy_verdict(tables, doc["nodes"], by_ip, a.node, False, a.ip, False, b.ip, port, protocol)["allowed"]
+            for a in pods for b in pods}
+
+
 def cmd_matrix(a: argparse.Namespace) -> int:
     lab = Lab(a.lab) if a.lab else None
     world = world_from_lab(lab) if lab else world_from_file(a.file)
     pods = sorted((p for p in world.pods if p.namespace != "kube-system"), key=lambda p: p.key)
     truth = {(x.key, y.key): evaluate(world, x.ip, y.ip, a.port, a.protocol).allowed for x in pods for y in pods}
-    probed = probe_matrix(lab, world, pods, a.port, a.protocol) if (a.probe and lab) else {}
+    if (a.probe or a.kernel) and not lab:
+        raise LabError("--probe and --kernel read a running lab: give --lab")
+    probed = probe_matrix(lab, world, pods, a.port, a.protocol) if (a.probe and lab) else \
+        kernel_matrix(lab, pods, a.port, a.protocol) if (a.kernel and lab) else {}
+    how = "probed" if a.probe else "traced in the kernel's tables"
     disagree = sorted(k for k in probed if probed[k] != truth[k])
     if a.output == "json":
         print(json.dumps({"port": a.port, "protocol": a.protocol, "pods": [p.key for p in pods],
                           "allowed": {f"{x} -> {y}": v for (x, y), v in truth.items()},
-                          "probed": {f"{x} -> {y}": v for (x, y), v in probed.items()},
+                          ("probed" if a.probe else "kernel"): {f"{x} -> {y}": v for (x, y), v in probed.items()},
                           "disagreements": [f"{x} -> {y}" for x, y in disagree]}, indent=2))
         return 1 if disagree else 0
     w = max(len(p.key) for p in pods) if pods else 4
@@ -75,9 +90,9 @@ def cmd_matrix(a: argparse.Namespace) -> int:
             cells.append(c)
         print(f"{x.key.ljust(w)}  {' '.join(cells)}   {i % 10}")
     if probed:
-        print(f"probed {len(probed)} cells: {len(disagree)} disagreement(s)" +
+        print(f"{how}: {len(probed)} cells, {len(disagree)} disagreement(s)" +
               "".join(f"\n  {x} -> {y}: evaluator {'allows' if truth[(x, y)] else 'denies'}, kernel "
-                      f"{'connected' if probed[(x, y)] else 'did not'}" for x, y in disagree))
+                      f"{'allows' if probed[(x, y)] else 'denies'}" for x, y in disagree))
     return 1 if disagree else 0
 
 
@@ -118,7 +133,10 @@ def add_parser(sub: Any) -> None:
     m = ps.add_parser("matrix", help="who can reach whom, computed (and with --probe, probed)")
     common(m)
     m.add_argument("--port", type=int, default=80)
-    m.add_argument("--probe", action="store_true", help="also probe every cell in the running lab")
+    how = m.add_mutually_exclusive_group()
+    how.add_argument("--probe", action="store_true", help="also probe every cell in the running lab")
+    how.add_argument("--kernel", action="store_true",
+                     help="also trace every cell through the nodes' policy tables, read from their kernels")
     m.set_defaults(fn=cmd_matrix)
     e = ps.add_parser("explain", help="allowed or denied, and which policy and rule decides")
     common(e)

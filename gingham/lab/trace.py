@@ -43,13 +43,23 @@ def _entry_node(lab: Lab, dst: str, nodes: dict[str, Any], statuses: dict[str, A
                    "and announced load balancer addresses")
 
 
-def _table(lab: Lab, node: str, family: str, name: str) -> Table | None:
-    listed = _in_ns(lab.target_netns(f"node/{node}"), "nft", "list", "table", family, name)
-    return parse_listing(listed.stdout, f"{family} {name}") if listed.returncode == 0 else None
+class NodeTables:
+    """The nodes' nft tables, each listed from its node's kernel once (None: the node has none)."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.cache: dict[tuple[str, str, str], Table | None] = {}
+
+    def get(self, node: str, family: str, name: str) -> Table | None:
+        key = (node, family, name)
+        if key not in self.cache:
+            listed = _in_ns(self.lab.target_netns(f"node/{node}"), "nft", "list", "table", family, name)
+            self.cache[key] = parse_listing(listed.stdout, f"{family} {name}") if listed.returncode == 0 else None
+        return self.cache[key]
 
 
-def _policy(lab: Lab, nodes: dict[str, Any], pods: dict[str, Any], entry: str, local: bool, src: str,
-            masq: bool, dst: str, port: int, protocol: str) -> dict[str, Any]:
+def policy_verdict(tables: NodeTables, nodes: dict[str, Any], pods: dict[str, Any], entry: str, local: bool,
+                   src: str, masq: bool, dst: str, port: int, protocol: str) -> dict[str, Any]:
     """NetworkPolicy's verdict on the way to `dst` (after DNAT): the forward (or input) chains of the
     entry node and of the destination's node, each read from its kernel. A node's own traffic
     to its pods meets neither."""
@@ -65,11 +75,12 @@ def _policy(lab: Lab, nodes: dict[str, Any], pods: dict[str, Any], entry: str, l
         if dst_node is not None:
             seen_src = src
             if masq or local:  # the source it arrives with: what the entry node's route to it would pick
-                seen_src = _route_to(lab.target_netns(f"node/{entry}"), dst).get("prefsrc") or nodes[entry]["ip"]
+                route = _route_to(tables.lab.target_netns(f"node/{entry}"), dst)
+                seen_src = route.get("prefsrc") or nodes[entry]["ip"]
             hops.append((dst_node, "input" if dst in node_of_ip else "forward", seen_src))
     steps = []
     for node, chain, s in hops:
-        table = _table(lab, node, "inet", NETPOL_TABLE)
+        table = tables.get(node, "inet", NETPOL_TABLE)
         if table is None:
             continue  # no policy table on that node: nothing is isolated there
         t = filter_verdict(table, chain, s, protocol.lower(), dst, port)
@@ -94,8 +105,9 @@ def trace_connection(lab: Lab, source: str, dest: str, port: int, protocol: str)
         if pod is None:
             raise LabError(f"no pod {source} with an address in lab {lab.name}")
         node, local, src = pod["node"], False, pod["ip"]
-    listed = _in_ns(lab.target_netns(f"node/{node}"), "nft", "list", "table", "ip", TABLE)
-    table = parse_listing(listed.stdout) if listed.returncode == 0 else Table()
+    tables = NodeTables(lab)
+    listed = tables.get(node, "ip", TABLE)
+    table = listed if listed is not None else Table()
     node_ips = {nodes[node]["ip"], *(statuses.get(node) or {}).get("loadBalancerIPs", [])}
     t = trace(table, src, protocol.lower(), dst, port, node_ips, local)
     pods = {p["ip"]: p for p in lab.pods() if p["ip"]}
@@ -106,9 +118,9 @@ def trace_connection(lab: Lab, source: str, dest: str, port: int, protocol: str)
     for e in targets:
         ip, p = e.rsplit(":", 1)
         ends.append({"address": e, "owner": owners.get(ip, ""),
-                     "policy": _policy(lab, nodes, pods, node, local, src, t.masq, ip, int(p), protocol)})
+                     "policy": policy_verdict(tables, nodes, pods, node, local, src, t.masq, ip, int(p), protocol)})
     return {"source": source, "sourceIP": src, "node": node, "destination": dest, "address": dst, "port": port,
-            "protocol": protocol.upper(), "table": listed.returncode == 0, "verdict": t.verdict,
+            "protocol": protocol.upper(), "table": listed is not None, "verdict": t.verdict,
             "dnat": bool(t.dnat), "endpoints": ends, "masquerade": t.masq, "rules": t.matched}
 
 

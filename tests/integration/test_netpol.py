@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gingham.lab.cluster import Lab
-from gingham.lab.netpol_cli import probe_matrix, world_from_lab
+from gingham.lab.netpol_cli import kernel_matrix, probe_matrix, world_from_lab
 from gingham.lab.trace import trace_connection
 from gingham.netpol.evaluate import evaluate
 
@@ -47,6 +47,9 @@ def check(lab: Lab, port: int = 80, protocol: str = "TCP") -> dict[tuple[str, st
     truth = {(a.key, b.key): evaluate(world, a.ip, b.ip, port, protocol).allowed for a in pods for b in pods}
     wrong = {k: (truth[k], probed[k]) for k in truth if truth[k] != probed[k]}
     assert not wrong, f"kernel disagrees with the evaluator on {port}/{protocol}: {wrong}"
+    traced = kernel_matrix(lab, pods, port, protocol)  # and the tables, read back and traced, say the same
+    wrong = {k: (truth[k], traced[k]) for k in truth if truth[k] != traced[k]}
+    assert not wrong, f"the traced tables disagree with the evaluator on {port}/{protocol}: {wrong}"
     return truth
 
 

@@ -239,6 +239,14 @@ class _Tracer:
         finally:
             self.noted.pop()
 
+    def vmap(self, name: str, key: str) -> tuple[bool, str]:
+        """A verdict map lookup: the verdict found replaces the rest of the rule."""
+        verdict = self.t.containers[name].get(key)
+        if not verdict:
+            return False, ""
+        self.notes.append(f"{key} : {verdict}")
+        return True, verdict + " "
+
     def fragment(self, r: str, p: _Packet, rule: str) -> tuple[bool, str]:  # noqa: C901 (one case per fragment)
         def m(pattern: str) -> re.Match[str] | None:
             return re.match(pattern + r"\s+", r)
@@ -256,23 +264,11 @@ class _Tracer:
         if x := m(r"ip (saddr|daddr) \. ip (saddr|daddr) @(\S+)"):
             return f"{addr(x[1])} . {addr(x[2])}" in self.t.containers[x[3]], r[x.end():]
         if x := m(r"ip daddr \. meta l4proto \. th dport vmap @(\S+)"):
-            key = f"{p.dst} . {p.proto} . {p.dport}"
-            verdict = self.t.containers[x[1]].get(key)
-            if verdict:
-                self.notes.append(f"{key} : {verdict}")
-            return (True, verdict + " ") if verdict else (False, "")
+            return self.vmap(x[1], f"{p.dst} . {p.proto} . {p.dport}")
         if x := m(r"meta l4proto \. th dport vmap @(\S+)"):
-            key = f"{p.proto} . {p.dport}"
-            verdict = self.t.containers[x[1]].get(key)
-            if verdict:
-                self.notes.append(f"{key} : {verdict}")
-            return (True, verdict + " ") if verdict else (False, "")
+            return self.vmap(x[1], f"{p.proto} . {p.dport}")
         if x := m(r"ip (saddr|daddr) vmap @(\S+)"):
-            key = addr(x[1])
-            verdict = self.t.containers[x[2]].get(key)
-            if verdict:
-                self.notes.append(f"{key} : {verdict}")
-            return (True, verdict + " ") if verdict else (False, "")
+            return self.vmap(x[2], addr(x[1]))
         if x := m(r"ip (saddr|daddr) (!= )?@(\S+)"):
             return _member(addr(x[1]), self.t.containers[x[3]]) != bool(x[2]), r[x.end():]
         if x := m(r"ip (saddr|daddr) (!= )?\{ ([^}]*) \}"):

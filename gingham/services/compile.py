@@ -120,7 +120,7 @@ def _balance(rs: Ruleset, chain: str, pid: str, svc: Service, sp: ServicePort, e
 
 
 def is_shared(chain: str) -> bool:
-    """Shared chains (`balance-3`, `external-3`...) serve every Service of their shape and
+    """Shared chains (`balance-tcp-3`, `external-balance-tcp-3`...) serve every Service of their shape and
     carry no Service's name; a Service's own chains carry its `ns/name/proto/port`."""
     return "/" not in chain
 

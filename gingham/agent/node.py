@@ -466,14 +466,23 @@ class NodeAgent:
         netns.delete(rec["netns"])
         shutil.rmtree(os.path.join("/etc/netns", rec["netns"]), ignore_errors=True)
 
+    @staticmethod
+    def workload_command(*args: str) -> list[str]:
+        """`python -I -S` with the package's own path: no site scan (the venv's editable-install
+        finder alone costs ~14 ms), a third of a workload's start. The command line names the
+        module, which is how the agent and the lab recognise a workload's pid."""
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        return [sys.executable, "-I", "-S", "-c",
+                f"import sys; sys.path.insert(0, {root!r}); from gingham.lab.workload import main; main()", *args]
+
     def start_workload(self, ns_name: str, pod: Pod) -> int:
         if not pod.ports:
             return 0
         ready = self.ready_file(pod)
         if os.path.exists(ready):
             os.unlink(ready)
-        cmd = ["nsenter", f"--net={netns.path_of(ns_name)}", sys.executable, "-m", "gingham.lab.workload",
-               "--name", pod.name, "--ready", ready]
+        cmd = ["nsenter", f"--net={netns.path_of(ns_name)}", *self.workload_command("--name", pod.name,
+                                                                                       "--ready", ready)]
         for p in pod.ports:
             if p.protocol in ("TCP", "UDP", "SCTP"):
                 cmd += [f"--{p.protocol.lower()}", str(p.port)]

@@ -105,6 +105,7 @@ class NodeAgent:
         self.status: dict[str, Any] = {}
         self.status_written: dict[str, Any] = {}
         self.metrics = AgentMetrics()
+        self.zygote: subprocess.Popen[str] | None = None
         self.dns_index = records.RecordIndex()
         self.dns: DNSServer | None = None
         self.netpol_script = ""
@@ -167,6 +168,7 @@ class NodeAgent:
                 self.dns.stop()
             metrics.shutdown()
             agent_metrics.shutdown()
+            self.stop_zygote()
             server.stop()
 
     def reconcile(self) -> None:
@@ -466,14 +468,25 @@ class NodeAgent:
         netns.delete(rec["netns"])
         shutil.rmtree(os.path.join("/etc/netns", rec["netns"]), ignore_errors=True)
 
-    @staticmethod
-    def workload_command(*args: str) -> list[str]:
-        """`python -I -S` with the package's own path: no site scan (the venv's editable-install
-        finder alone costs ~14 ms), a third of a workload's start. The command line names the
-        module, which is how the agent and the lab recognise a workload's pid."""
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        return [sys.executable, "-I", "-S", "-c",
-                f"import sys; sys.path.insert(0, {root!r}); from gingham.lab.workload import main; main()", *args]
+    def workload_zygote(self) -> subprocess.Popen[str]:
+        """The node's workload zygote (lab/workload.py), started once: `python -I -S` with the
+        package's own path (no site scan), forking each pod's workload into its namespace.
+        Its command line, which the workloads inherit, names the module: that is how the
+        agent and the lab recognise a workload's pid."""
+        if self.zygote is None or self.zygote.poll() is not None:
+            root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            log = open(os.path.join(self.dir, "workloads.log"), "a")
+            self.zygote = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {root!r}); "
+                 "from gingham.lab.workload import zygote; zygote()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+            log.close()
+        return self.zygote
+
+    def stop_zygote(self) -> None:
+        if self.zygote is not None and self.zygote.stdin is not None:
+            self.zygote.stdin.close()  # it ends at the end of its input; the workloads stay
+            self.zygote.wait(5)
 
     def start_workload(self, ns_name: str, pod: Pod) -> int:
         if not pod.ports:
@@ -481,15 +494,16 @@ class NodeAgent:
         ready = self.ready_file(pod)
         if os.path.exists(ready):
             os.unlink(ready)
-        cmd = ["nsenter", f"--net={netns.path_of(ns_name)}", *self.workload_command("--name", pod.name,
-                                                                                       "--ready", ready)]
+        args = ["--name", pod.name, "--ready", ready]
         for p in pod.ports:
             if p.protocol in ("TCP", "UDP", "SCTP"):
-                cmd += [f"--{p.protocol.lower()}", str(p.port)]
-        log = open(os.path.join(self.dir, "workloads.log"), "a")
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        return proc.pid
+                args += [f"--{p.protocol.lower()}", str(p.port)]
+        z = self.workload_zygote()
+        assert z.stdin is not None and z.stdout is not None
+        z.stdin.write(json.dumps({"netns": netns.path_of(ns_name), "log": os.path.join(self.dir, "workloads.log"),
+                                  "args": args}) + "\n")
+        z.stdin.flush()
+        return int(z.stdout.readline())
 
     def ready_file(self, pod: Pod) -> str:
         d = os.path.join(self.dir, "ready")

@@ -59,6 +59,41 @@ def serve(name: str, tcp: list[int], udp: list[int], ready: str = "", sctp: list
                 continue
 
 
+def zygote() -> None:
+    """Forks workloads on request, each into its pod's network namespace: one Python start
+    and one import per node instead of one per pod. A request is a JSON line on stdin
+    ({"netns", "log", "args"}); the answer the child's pid on stdout. Children are reaped by
+    the kernel (SIGCHLD ignored) and outlive the zygote, which ends when its stdin does
+    (its agent went away): a restarted agent finds its pods' workloads still serving."""
+    import json
+    import os
+    import signal
+
+    from ..kernel import netns
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    for line in sys.stdin:
+        req = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                fd = netns.open_ns(req["netns"])
+                netns._setns(fd)
+                os.close(fd)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                null = os.open(os.devnull, os.O_RDONLY)
+                log = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                os.dup2(null, 0)
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+                main(req["args"])
+            except BaseException as e:  # noqa: BLE001 - a child must never return into the zygote's loop
+                print(f"workload {req.get('args')}: {e!r}", file=sys.stderr, flush=True)
+            finally:
+                os._exit(1)
+        print(pid, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--name", required=True)
@@ -74,4 +109,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    zygote() if sys.argv[1:] == ["--zygote"] else main()

@@ -118,6 +118,14 @@ def list_json(*what: str) -> list[dict[str, Any]]:
     return list(json.loads(out).get("nftables", [])) if out.strip() else []
 
 
+def list_table_in(netns_path: str, family: str, table: str) -> str | None:
+    """`nft list table` as another network namespace holds it (the nft command run inside it,
+    since a libnftables context stays in the namespace it was made in); None if it has none."""
+    r = subprocess.run(["nsenter", f"--net={netns_path}", binary(), "list", "table", family, table],
+                       capture_output=True, text=True)
+    return r.stdout if r.returncode == 0 else None
+
+
 def _key(k: Any) -> str:
     """An element key as nft's text syntax writes it (concatenations joined by ' . ')."""
     if isinstance(k, dict) and "concat" in k:

@@ -9,20 +9,14 @@ services/trace.py, and traced; endpoints are named by the pods that hold them.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from typing import Any
 
-from ..kernel import netns
+from ..kernel import netns, nft
 from ..kernel.links import LinkError, Netlink
 from ..netpol.compile import TABLE as NETPOL_TABLE
 from ..services.compile import TABLE
 from ..services.trace import Table, filter_verdict, parse_listing, trace
 from .cluster import EXTERNAL_IP, Lab, LabError
-
-
-def _in_ns(path: str, *cmd: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", os.path.basename(path), *cmd], capture_output=True, text=True)
 
 
 def _route_to(ns: str, dst: str) -> dict[str, str | None]:
@@ -53,8 +47,8 @@ class NodeTables:
     def get(self, node: str, family: str, name: str) -> Table | None:
         key = (node, family, name)
         if key not in self.cache:
-            listed = _in_ns(self.lab.target_netns(f"node/{node}"), "nft", "list", "table", family, name)
-            self.cache[key] = parse_listing(listed.stdout, f"{family} {name}") if listed.returncode == 0 else None
+            listed = nft.list_table_in(self.lab.target_netns(f"node/{node}"), family, name)
+            self.cache[key] = parse_listing(listed, f"{family} {name}") if listed is not None else None
         return self.cache[key]
 
 

@@ -10,6 +10,8 @@ so a restarted agent adopts what is there and converges without touching live po
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import ipaddress
 import json
 import os
@@ -22,7 +24,7 @@ import time
 import traceback
 from typing import Any
 
-import hashlib
+import gingham
 
 from ..cni import install
 from ..cni.runtime import Attachment, Network, Runtime
@@ -225,7 +227,7 @@ class NodeAgent:
         self.metrics.pods.labels(phase="terminating").set(terminating)
         if self.status != self.status_written:
             write_json(os.path.join(self.dir, "status.json"), self.status)
-            self.status_written = json.loads(json.dumps(self.status))
+            self.status_written = copy.deepcopy(self.status)
         self.store.heartbeat(self.node)
 
     # -- services --------------------------------------------------------------------
@@ -259,8 +261,7 @@ class NodeAgent:
         with m.timed(m.netpol_sync):
             self.sync_netpol(world)
         own = ipaddress.ip_network(nodes[self.node]["podCIDR"])
-        local_backends = any(ipaddress.ip_address(e.ip) in own for s in services if s.cluster_ip and not s.headless
-                             for e in eps.get(s.key, []))
+        local_backends = any(ipaddress.ip_address(e.ip) in own for s in served for e in eps.get(s.key, []))
         self.set_bridge_netfilter(local_backends or bool(world.policies))
         self.flush_stale_udp(services, eps)
         self.announce_load_balancers(services, eps, statuses)
@@ -474,7 +475,7 @@ class NodeAgent:
         Its command line, which the workloads inherit, names the module: that is how the
         agent and the lab recognise a workload's pid."""
         if self.zygote is None or self.zygote.poll() is not None:
-            root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            root = gingham.source_root()
             log = open(os.path.join(self.dir, "workloads.log"), "a")
             self.zygote = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {root!r}); "

@@ -18,8 +18,7 @@ DEFAULT_BIN_DIR = "/opt/cni/bin"
 
 
 def script(plugin: str) -> str:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(gingham.__file__)))
-    paths = [root] + [p for p in site.getsitepackages() if os.path.isdir(p)]
+    paths = [gingham.source_root()] + [p for p in site.getsitepackages() if os.path.isdir(p)]
     return (f"#!{sys.executable} -IS\n"
             f"import sys; sys.path[:0] = {paths!r}\n"
             f"from gingham.cni.shim import main; main({plugin!r})\n")

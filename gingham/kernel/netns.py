@@ -36,6 +36,15 @@ def open_ns(path: str) -> int:
         raise NetnsNotFound(f"network namespace {path} does not exist") from e
 
 
+def join(path: str) -> None:
+    """Moves this thread into the namespace at `path` for good (a forked child that lives there)."""
+    fd = open_ns(path)
+    try:
+        _setns(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def entered(path: str) -> Iterator[None]:
     """Runs the body with this thread inside the namespace at `path`."""

@@ -67,32 +67,32 @@ def cmd_matrix(a: argparse.Namespace) -> int:
     truth = {(x.key, y.key): evaluate(world, x.ip, y.ip, a.port, a.protocol).allowed for x in pods for y in pods}
     if (a.probe or a.kernel) and not lab:
         raise LabError("--probe and --kernel read a running lab: give --lab")
-    probed = probe_matrix(lab, world, pods, a.port, a.protocol) if (a.probe and lab) else \
+    checked = probe_matrix(lab, world, pods, a.port, a.protocol) if (a.probe and lab) else \
         kernel_matrix(lab, pods, a.port, a.protocol) if (a.kernel and lab) else {}
     how = "probed" if a.probe else "traced in the kernel's tables"
-    disagree = sorted(k for k in probed if probed[k] != truth[k])
+    disagree = sorted(k for k in checked if checked[k] != truth[k])
     if a.output == "json":
         print(json.dumps({"port": a.port, "protocol": a.protocol, "pods": [p.key for p in pods],
                           "allowed": {f"{x} -> {y}": v for (x, y), v in truth.items()},
-                          ("probed" if a.probe else "kernel"): {f"{x} -> {y}": v for (x, y), v in probed.items()},
+                          ("probed" if a.probe else "kernel"): {f"{x} -> {y}": v for (x, y), v in checked.items()},
                           "disagreements": [f"{x} -> {y}" for x, y in disagree]}, indent=2))
         return 1 if disagree else 0
     w = max(len(p.key) for p in pods) if pods else 4
     print(f"{a.port}/{a.protocol}: rows connect to columns; . allowed, X denied"
-          + ("; ! where the kernel disagrees with the evaluator" if probed else ""))
+          + ("; ! where the kernel disagrees with the evaluator" if checked else ""))
     print(" " * w + "  " + " ".join(str(i % 10) for i in range(len(pods))))
     for i, x in enumerate(pods):
         cells = []
         for y in pods:
             c = "." if truth[(x.key, y.key)] else "X"
-            if probed and probed[(x.key, y.key)] != truth[(x.key, y.key)]:
+            if checked and checked[(x.key, y.key)] != truth[(x.key, y.key)]:
                 c = "!"
             cells.append(c)
         print(f"{x.key.ljust(w)}  {' '.join(cells)}   {i % 10}")
-    if probed:
-        print(f"{how}: {len(probed)} cells, {len(disagree)} disagreement(s)" +
+    if checked:
+        print(f"{how}: {len(checked)} cells, {len(disagree)} disagreement(s)" +
               "".join(f"\n  {x} -> {y}: evaluator {'allows' if truth[(x, y)] else 'denies'}, kernel "
-                      f"{'allows' if probed[(x, y)] else 'denies'}" for x, y in disagree))
+                      f"{'allows' if checked[(x, y)] else 'denies'}" for x, y in disagree))
     return 1 if disagree else 0
 
 

@@ -77,9 +77,7 @@ def zygote() -> None:
         if pid == 0:
             try:
                 os.setsid()
-                fd = netns.open_ns(req["netns"])
-                netns._setns(fd)
-                os.close(fd)
+                netns.join(req["netns"])
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 null = os.open(os.devnull, os.O_RDONLY)
                 log = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -3,7 +3,7 @@
 `sync()` recompiles only the Services whose object or endpoints changed and writes one
 transaction with the differences of those fragments (and of the base, which changes only
 with the node); everything else is left untouched in the kernel. After a failed write,
-or at start, it writes the whole table. Shared chains (`balance-3`...) and elements (the
+or at start, it writes the whole table. Shared chains (`balance-tcp-3`...) and elements (the
 hairpin pairs) are reference-counted across fragments, so one Service cannot remove
 another's, and a shared chain lives while some Service points at it.
 """

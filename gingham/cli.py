@@ -54,9 +54,13 @@ def _install_cni(args: argparse.Namespace) -> int:
 
 
 def _agent(args: argparse.Namespace) -> int:
-    if args.lab_dir:
+    if args.etcd:
+        if not args.node:
+            print("gingham agent: --etcd needs --node NAME (the node this agent runs)", file=sys.stderr)
+            return 2
         from .agent.node import NodeAgent
-        NodeAgent(args.lab_dir, args.node).run()
+        state_dir = args.state_dir or os.path.join("/var/lib/gingham/node", args.node)
+        NodeAgent(args.etcd, args.node, state_dir, args.netns_prefix).run()
         return 0
     from .agent import cni_server
     cni_server.warm_up()
@@ -103,8 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("agent", help="the node agent (serves the CNI plugins over a unix socket)")
     a.add_argument("--cni-socket", default="/run/gingham/cni.sock")
     a.add_argument("--ready-file", default="")
-    a.add_argument("--lab-dir", default="", help="run as the node agent of a lab node (with --node)")
-    a.add_argument("--node", default="")
+    a.add_argument("--etcd", default="", help="etcd client URLs (comma-separated): run as a cluster node's agent")
+    a.add_argument("--node", default="", help="this node's name, as registered in the datastore")
+    a.add_argument("--state-dir", default="", help="this node's own files (default /var/lib/gingham/node/NAME)")
+    a.add_argument("--netns-prefix", default="gingham-pod-", help="pod network namespaces are PREFIX<ns>.<pod>")
     a.set_defaults(fn=_agent)
 
     from .lab import cli as lab_cli

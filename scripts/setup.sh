@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(iproute2 nftables conntrack containernetworking-plugins iperf3
-              bind9-dnsutils containerd runc util-linux procps iputils-ping busybox-static dnsperf dnsmasq-base)
+              bind9-dnsutils containerd runc util-linux procps iputils-ping busybox-static dnsperf dnsmasq-base
+              etcd-server etcd-client)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,8 +16,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # policy-rc.d keeps apt from starting containerd in the host's namespaces.
+  # A policy-rc.d that says no keeps apt from starting containerd or etcd in the host's
+  # namespaces (they only ever run inside a lab's or a test's namespaces, with their own configs).
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 PY=${PYTHON:-python3}

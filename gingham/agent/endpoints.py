@@ -1,7 +1,7 @@
-"""The EndpointSlice controller's inputs, gathered from the store and every node's status.
+"""The EndpointSlice controller's inputs, gathered from the datastore's pods and pod statuses.
 
-Shared by the agents (to compile Services) and the lab (to know when all agents have
-seen the same endpoints), so both derive them in exactly one way.
+Shared by the agents (to compile Services) and the lab (`lab get endpointslices`), so
+both derive them in exactly one way.
 """
 
 from __future__ import annotations
@@ -13,18 +13,19 @@ from typing import Any
 
 from ..model.netpol import parse_policy
 from ..model.objects import ClusterState
+from ..model.registry import PodStatus
 from ..netpol.evaluate import PodInfo, World
 from ..model.services import Endpoint, PodView, Service, ServicePort, derive_endpoints
 from ..services.allocate import services_of
 
 
-def pod_views(state: ClusterState, statuses: dict[str, dict[str, Any]]) -> list[PodView]:
+def pod_views(state: ClusterState, statuses: dict[str, PodStatus]) -> list[PodView]:
     out = []
     for key, pod in state.pods.items():
-        rec = (statuses.get(pod.node_name, {}).get("pods") or {}).get(key) or {}
-        if not rec.get("ip") or rec.get("terminating"):
+        st = statuses.get(key)
+        if st is None or st.node != pod.node_name or not st.ip or st.terminating:
             continue
-        out.append(PodView(pod.namespace, pod.name, pod.labels, pod.node_name, rec["ip"], bool(rec.get("ready")),
+        out.append(PodView(pod.namespace, pod.name, pod.labels, pod.node_name, st.ip, st.ready,
                            False, tuple((p.name, p.protocol, p.port) for p in pod.ports), pod.name))
     return out
 
@@ -43,7 +44,7 @@ def kube_dns(state: ClusterState, nodes: dict[str, dict[str, Any]]) -> tuple[Ser
     return svc, eps
 
 
-def endpoints_of(state: ClusterState, statuses: dict[str, dict[str, Any]],
+def endpoints_of(state: ClusterState, statuses: dict[str, PodStatus],
                  nodes: dict[str, dict[str, Any]] | None = None) -> tuple[list[Service], dict[str, list[Endpoint]]]:
     services = services_of(state)
     eps = derive_endpoints(services, pod_views(state, statuses))
@@ -59,7 +60,7 @@ def digest(endpoints: dict[str, list[Endpoint]]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def world_of(state: ClusterState, statuses: dict[str, dict[str, Any]], nodes: dict[str, dict[str, Any]]) -> World:
+def world_of(state: ClusterState, statuses: dict[str, PodStatus], nodes: dict[str, dict[str, Any]]) -> World:
     """Everything NetworkPolicy judges: pods with addresses, namespaces, policies, node addresses.
 
     Each node's DNS server stands as a pod `kube-system/kube-dns-<node>` labelled

@@ -1,11 +1,17 @@
-"""The node agent of a lab node: kubelet's pod lifecycle, Flannel's overlay, one reconcile loop.
+"""The node agent: kubelet's pod lifecycle, Flannel's overlay, kube-proxy, NetworkPolicy, DNS.
 
-It runs inside its node's network namespace, reads the lab store, and makes the node
-match it: the overlay (VTEP, neighbours, FDB, routes, or host-gw routes), the node's
-masquerade for traffic leaving the pod network, and one network namespace per pod of
-this node, attached through CNI exactly as kubelet would, with a workload that answers
-on the pod's ports. Every pass recomputes from the store and changes only differences,
-so a restarted agent adopts what is there and converges without touching live pods.
+It runs inside its node's network namespace, lists and watches the datastore (etcd, over
+the node's network: sources/), holds its node's lease, and makes the node match the
+cluster: the overlay (VTEP, neighbours, FDB, routes, or host-gw routes) towards the nodes
+that hold a lease, the node's masquerade, and one network namespace per pod of this node,
+attached through CNI exactly as kubelet would, with a workload that answers on the pod's
+ports. It waits on the watch while nothing changes; a change wakes only the parts it
+concerns, and each part changes only differences in the kernel. A restarted agent lists
+again, adopts what is there and converges without touching live pods.
+
+It keeps its own files (CNI config, IPAM, pod records) in its state directory, which no
+other node reads; everything it tells the others (pod statuses, what it has programmed)
+goes to the datastore.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from ..dns import records
 from ..dns.server import DNSServer
 from ..kernel import arp, netns, nft
 from ..kernel.links import Netlink
+from ..model import registry as reg
 from ..model.objects import Cluster, ClusterState, Pod
 from ..overlay.plan import OverlayPlan, compile_overlay
 from ..netpol.compile import TABLE as NETPOL_TABLE
@@ -41,10 +48,13 @@ from ..services import ruleset
 from ..services.compile import NodeContext
 from ..services.proxy import ServiceProxy
 from .cni_server import CNIServer, warm_up
+from ..sources.cache import Changes, Source
+from ..sources.etcd import Etcd, EtcdError, op_delete, op_put
+from ..sources.lease import NodeLease
 from .endpoints import digest, endpoints_of, world_of
 from .health import HealthServers
 from .metrics import METRICS_PORT, AgentMetrics, serve_metrics
-from .store import Store, decode_state, write_json
+from .store import write_json
 
 NODE_TABLE = "gingham-node"
 # A removed pod keeps running this long, out of every Service's endpoints, before it is torn
@@ -54,9 +64,9 @@ BRIDGE = "cni0"
 UPLINK = "eth0"
 
 
-def pod_netns(lab: str, pod: Pod) -> str:
+def pod_netns(prefix: str, pod: Pod) -> str:
     # Kubernetes namespaces hold no dots, so "<ns>.<pod>" cannot be mistaken for another pair.
-    return f"gl-{lab}-pod-{pod.namespace}.{pod.name}"
+    return f"{prefix}{pod.namespace}.{pod.name}"
 
 
 def container_id(pod: Pod) -> str:
@@ -89,19 +99,20 @@ def pid_alive(pid: int, needle: str) -> bool:
 
 
 class NodeAgent:
-    def __init__(self, lab_dir: str, node: str) -> None:
-        self.store = Store(lab_dir)
+    def __init__(self, etcd: str, node: str, state_dir: str, netns_prefix: str = "gingham-pod-") -> None:
+        self.etcd = Etcd(etcd)
+        self.source = Source(self.etcd)
+        self.cache = self.source.cache
         self.node = node
-        self.dir = self.store.node_dir(node)
+        self.netns_prefix = netns_prefix
+        self.dir = state_dir
         os.makedirs(self.dir, exist_ok=True)
         self.sock = os.path.join(self.dir, "cni.sock")
         self.bin = os.path.join(self.dir, "bin")
         self.rt = Runtime(self.bin, os.path.join(self.dir, "cache"), extra_env={"GINGHAM_CNI_SOCKET": self.sock})
         self.pods_file = os.path.join(self.dir, "pods.json")
         self.stop = threading.Event()
-        self.applied = 0
         self.proxy: ServiceProxy | None = None  # what the kernel holds, for partial syncs
-        self.services_seen = ""
         self.endpoint_ips: dict[str, set[str]] = {}
         self.health = HealthServers()
         self.status: dict[str, Any] = {}
@@ -112,6 +123,11 @@ class NodeAgent:
         self.dns: DNSServer | None = None
         self.netpol_script = ""
         self.netpol_rs: ruleset.Ruleset | None = None  # what the kernel holds, to write only differences
+        self.published: dict[str, reg.PodStatus] | None = None  # this node's pod statuses, as last written
+        self.lease = NodeLease(self.etcd, reg.LEASES + node, reg.dumps({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"namespace": "kube-node-lease", "name": node},
+            "spec": {"holderIdentity": node, "leaseDurationSeconds": reg.LEASE_TTL}}), reg.LEASE_TTL)
 
     # -- records -------------------------------------------------------------------
     def load_pods(self) -> dict[str, dict[str, Any]]:
@@ -125,46 +141,61 @@ class NodeAgent:
         write_json(self.pods_file, pods)
 
     # -- the loop --------------------------------------------------------------------
+    def start_source(self) -> Changes:
+        """Lists the datastore, retrying until a member answers and this node is registered."""
+        while not self.stop.is_set():
+            try:
+                changes = self.source.start()
+                if self.node in self.cache.nodes and self.cache.cluster is not None:
+                    return changes
+                self.source.stop()
+                self.source = Source(self.etcd)
+                self.cache = self.source.cache
+                print(f"agent {self.node}: not registered in the datastore yet", file=sys.stderr, flush=True)
+            except EtcdError as e:
+                print(f"agent {self.node}: {e}", file=sys.stderr, flush=True)
+            self.stop.wait(0.5)
+        return {}
+
     def run(self) -> None:
         install.install(self.bin)
         warm_up()
         server = CNIServer(self.sock, self.metrics)
         server.start()
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        changes = self.start_source()
+        if self.stop.is_set():
+            server.stop()
+            return
+        self.lease.start()
         # bound to the node address, not 0.0.0.0: a UDP reply from a wildcard socket takes the
         # source address of the route back (cni0's), which conntrack would not match to the DNAT
-        node_ip = self.store.read()["nodes"][self.node]["ip"]
+        node_ip = self.cache.nodes[self.node].ip
         self.dns = DNSServer(lambda: self.dns_index, node_ip)
         self.dns.start()
         dns = self.dns
         metrics = serve_metrics(node_ip, 9153, lambda: dns.stats.prometheus())
         agent_metrics = serve_metrics(node_ip, METRICS_PORT, self.metrics.render)
-        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
-        last_full = last_beat = last_sync = 0.0
-        seen: tuple[Any, ...] = ()
+        full = True
         try:
             while not self.stop.is_set():
                 try:
-                    # the files only change on a write: unchanged, an idle agent skips reading and
-                    # parsing them (it did 20 times a second), except for what time alone changes
-                    # (a silent agent's node going stale, a grace period ending): twice a second
-                    now, sig = time.monotonic(), self.inputs_signature()
-                    due = self.terminating_due()
-                    if sig != seen or now - last_sync > 0.5 or due:
-                        if self.store.revision() != self.applied or now - last_full > 5 or due:
-                            self.reconcile()
-                            last_full = time.monotonic()
-                        self.sync_services()
-                        seen, last_sync = sig, now
-                    if time.monotonic() - last_beat > 1:
-                        self.write_status()
-                        last_beat = time.monotonic()
+                    if full or set(changes) - {"nodestatus"} or self.terminating_due():
+                        self.sync(changes, full)
+                        full = False
+                    elif max(self.cache.spec_revision, self.cache.status_revision) > self.status.get("synced", 0):
+                        self.write_status()  # a rewrite that changed nothing here: seen, all the same
                 except Exception:
                     traceback.print_exc(file=sys.stderr)
                     if self.proxy is not None:
                         self.proxy.full_sync = True  # the next sync writes the whole table again
-                    time.sleep(0.5)
-                self.stop.wait(0.05)
+                    full = True
+                    self.stop.wait(0.5)
+                # nothing to do until the watch brings a change, or a terminating pod's grace ends
+                changes = self.source.wait(self.next_deadline())
         finally:
+            self.lease.stop()
+            self.source.stop()
             self.health.stop()
             if self.dns is not None:
                 self.dns.stop()
@@ -173,16 +204,30 @@ class NodeAgent:
             self.stop_zygote()
             server.stop()
 
+    def next_deadline(self) -> float:
+        ends = [r["terminating"] + GRACE_SECONDS - time.time() for r in self.load_pods().values()
+                if r.get("terminating")]
+        return max(0.01, min(ends)) if ends else 1.0
+
+    def sync(self, changes: Changes, full: bool) -> None:
+        """One pass: the parts of the node that the changes concern."""
+        mine = self.load_pods()
+        pods_changed = any(k in mine or (p := self.cache.pods.get(k)) is not None and p.node_name == self.node
+                           for k in changes.get("pod", ()))
+        if full or pods_changed or self.terminating_due() or changes.keys() & {"cluster", "node", "lease"}:
+            self.reconcile()
+        if full or changes.keys() - {"nodestatus", "revision"}:
+            self.sync_services()
+        self.write_status()
+
     def reconcile(self) -> None:
-        doc = self.store.read()
-        rev = int(doc["revision"])
-        state = decode_state(doc)
-        nodes: dict[str, dict[str, Any]] = doc["nodes"]
-        lab = doc["lab"]
+        state = self.cache.state()
+        nodes = self.cache.node_dicts()
         me = nodes[self.node]
+        alive = {n: v for n, v in nodes.items() if n == self.node or n in self.cache.leases}
         with Netlink() as nl:
             mtu = nl.require(UPLINK).mtu
-        plan = compile_overlay(state.cluster.overlay, self.node, nodes, UPLINK, mtu)
+        plan = compile_overlay(state.cluster.overlay, self.node, alive, UPLINK, mtu)
         self.tune_node()
         self.apply_overlay(plan, state.cluster.pod_cidr, me["podCIDR"])
         with Netlink() as nl:  # a real node reaches ClusterIPs through its default route; a lab node has none
@@ -195,53 +240,40 @@ class NodeAgent:
             with open(conf_path, "w") as f:
                 f.write(raw)
         net = Network.parse(raw.encode(), conf_path)
-        self.reconcile_pods(lab, state, net)
-        self.applied = rev
+        self.reconcile_pods(state, net)
         self.status.update({"overlay": plan.mode, "podMTU": plan.pod_mtu})
-        self.write_status()
 
-    def inputs_signature(self) -> tuple[Any, ...]:
-        """What the store and every node's status and pod files look like on disk (inode, mtime,
-        size): equal signatures, equal inputs, since every write replaces a file."""
-        paths = [self.store.path, self.pods_file]
-        nodes = os.path.join(self.store.root, "nodes")
-        with os.scandir(nodes) as it:
-            paths += sorted(os.path.join(e.path, "status.json") for e in it if e.is_dir())
-        sig: list[tuple[Any, ...]] = []
-        for path in paths:
-            try:
-                st = os.stat(path)
-                sig.append((path, st.st_ino, st.st_mtime_ns, st.st_size))
-            except OSError:
-                sig.append((path, None))
-        return tuple(sig)
+    def publish_pods(self, have: dict[str, dict[str, Any]]) -> None:
+        """This node's pods' statuses into the datastore: what differs, in one transaction."""
+        want = {key: reg.PodStatus(rec["namespace"], rec["name"], self.node, rec.get("ip", ""),
+                                   bool(rec.get("ready")), float(rec.get("terminating") or 0.0))
+                for key, rec in have.items()}
+        if self.published is None:  # after a start: what the datastore holds (our cache may lag our own writes)
+            self.published = {k: st for k, st in self.cache.pod_status.items() if st.node == self.node}
+        ops = [op_put(reg.pod_status_key(st.namespace, st.name), reg.dumps(reg.encode_pod_status(st)))
+               for key, st in want.items() if self.published.get(key) != st]
+        ops += [op_delete(reg.POD_STATUS + key) for key in self.published if key not in want]
+        if ops:
+            self.etcd.txn([], ops)
+        self.published = want
 
     def write_status(self) -> None:
-        """The status file when it changed, and the heartbeat (another file's mtime) always: a
-        heartbeat that rewrote the status would make every agent re-read everything each second."""
-        self.status.update({"revision": self.applied, "node": self.node, "pods": self.load_pods(),
-                            "agentPid": os.getpid()})
-        pods = self.status["pods"].values()
+        """What this node has programmed, up to which revision of the datastore (only when it changed)."""
+        self.status.update({"synced": self.cache.revision, "node": self.node, "agentPid": os.getpid()})
+        pods = self.load_pods().values()
         terminating = sum(1 for r in pods if r.get("terminating"))
         self.metrics.pods.labels(phase="running").set(len(pods) - terminating)
         self.metrics.pods.labels(phase="terminating").set(terminating)
         if self.status != self.status_written:
-            write_json(os.path.join(self.dir, "status.json"), self.status)
+            self.etcd.put(reg.NODE_STATUS + self.node, reg.dumps(self.status))
             self.status_written = copy.deepcopy(self.status)
-        self.store.heartbeat(self.node)
 
     # -- services --------------------------------------------------------------------
     def sync_services(self) -> None:
         """kube-proxy's job on this node: recompile from Services and endpoints, write the difference."""
-        doc = self.store.read()
-        state = decode_state(doc)
-        nodes = doc["nodes"]
-        statuses = {n: self.store.status(n) for n in state.cluster.nodes}
-        statuses[self.node] = {**self.status, "pods": self.load_pods()}
-        services, eps = endpoints_of(state, statuses, nodes)
-        seen = digest(eps) + str(doc["revision"]) + ",".join(sorted(self.alive_nodes(statuses)))
-        if seen == self.services_seen and self.proxy is not None and not self.proxy.full_sync:
-            return
+        state = self.cache.state()
+        nodes = self.cache.node_dicts()
+        services, eps = endpoints_of(state, self.cache.pod_status, nodes)
         ctx = NodeContext(self.node, nodes[self.node]["ip"], state.cluster.pod_cidr, state.cluster.service_cidr)
         if self.proxy is None or self.proxy.ctx != ctx:
             self.proxy = ServiceProxy(ctx, nft.run)
@@ -256,7 +288,7 @@ class NodeAgent:
         served = [s for s in services if s.cluster_ip and not s.headless]
         m.services.set(len(served))
         m.endpoints.set(sum(len(eps.get(s.key, [])) for s in served))
-        world = world_of(state, statuses, nodes)
+        world = world_of(state, self.cache.pod_status, nodes)
         m.policies.set(len(world.policies))
         with m.timed(m.netpol_sync):
             self.sync_netpol(world)
@@ -264,15 +296,12 @@ class NodeAgent:
         local_backends = any(ipaddress.ip_address(e.ip) in own for s in served for e in eps.get(s.key, []))
         self.set_bridge_netfilter(local_backends or bool(world.policies))
         self.flush_stale_udp(services, eps)
-        self.announce_load_balancers(services, eps, statuses)
+        self.announce_load_balancers(services, eps)
         self.health.sync(nodes[self.node]["ip"], services, eps, self.node)
-        running = [(p.namespace, rec["ip"]) for n, st in statuses.items() for k, rec in (st.get("pods") or {}).items()
-                   if rec.get("ip") and (p := state.pods.get(k)) is not None]
+        running = [(st.namespace, st.ip) for k, st in self.cache.pod_status.items()
+                   if st.ip and (p := state.pods.get(k)) is not None and p.node_name == st.node]
         self.dns_index = records.build(services, eps, running, state.cluster.cluster_domain, state.cluster.upstream_dns)
-        self.services_seen = seen
         self.status["endpoints"] = digest(eps)
-        self.status["synced"] = int(doc["revision"])
-        self.write_status()
 
     def sync_netpol(self, world: Any) -> None:
         """NetworkPolicy for this node's pods: the table written whole once, then only its differences,
@@ -293,14 +322,14 @@ class NodeAgent:
         self.netpol_rs = rs
         self.netpol_script = "applied"
 
-    def alive_nodes(self, statuses: dict[str, dict[str, Any]]) -> list[str]:
-        now = time.time()
-        return [n for n, st in statuses.items() if n == self.node or now - float(st.get("time", 0)) < 3]
+    def alive_nodes(self) -> list[str]:
+        """Nodes whose agent holds its lease (this one always counts itself)."""
+        return [n for n in self.cache.nodes if n == self.node or n in self.cache.leases]
 
-    def announce_load_balancers(self, services: list[Any], eps: dict[str, list[Any]], statuses: dict[str, Any]) -> None:
+    def announce_load_balancers(self, services: list[Any], eps: dict[str, list[Any]]) -> None:
         """One live node answers ARP for each LB address (MetalLB L2's per-address election);
         with externalTrafficPolicy Local only nodes with a ready local endpoint stand, as in MetalLB."""
-        alive = sorted(self.alive_nodes(statuses))
+        alive = sorted(self.alive_nodes())
         mine = set()
         for svc in services:
             ip = svc.load_balancer_ip if svc.type == "LoadBalancer" else ""
@@ -389,7 +418,7 @@ class NodeAgent:
         return any(r.get("terminating") and time.time() - r["terminating"] > GRACE_SECONDS
                    for r in self.load_pods().values())
 
-    def reconcile_pods(self, lab: str, state: ClusterState, net: Network) -> None:
+    def reconcile_pods(self, state: ClusterState, net: Network) -> None:
         wanted = {k: p for k, p in state.pods.items() if p.node_name == self.node}
         have = self.load_pods()
         for key in [k for k in have if k not in wanted]:
@@ -400,6 +429,7 @@ class NodeAgent:
             elif time.time() - gone["terminating"] > GRACE_SECONDS:
                 self.teardown(net, key, have.pop(key))
                 self.save_pods(have)
+        self.publish_pods(have)  # out of every Service's endpoints before anything new starts
         for key, pod in wanted.items():
             rec = have.get(key)
             ports = [[p.port, p.protocol] for p in pod.ports]
@@ -414,21 +444,22 @@ class NodeAgent:
                 continue
             if rec is not None:
                 self.teardown(net, key, rec)
-            have[key] = self.setup(lab, net, pod, state.cluster)
+            have[key] = self.setup(net, pod, state.cluster)
             self.save_pods(have)
         self.wait_workloads(list(wanted.values()))
         for key, pod in wanted.items():  # readiness: endpoints only once the workload listens
             if key in have:
                 have[key]["ready"] = not pod.ports or os.path.exists(self.ready_file(pod))
         self.save_pods(have)
+        self.publish_pods(have)
 
     def attachment(self, pod: Pod, path: str) -> Attachment:
         return Attachment(container_id(pod), path, "eth0",
                           [("IgnoreUnknown", "1"), ("K8S_POD_NAMESPACE", pod.namespace), ("K8S_POD_NAME", pod.name),
                            ("K8S_POD_INFRA_CONTAINER_ID", container_id(pod))])
 
-    def setup(self, lab: str, net: Network, pod: Pod, cluster: Cluster) -> dict[str, Any]:
-        name = pod_netns(lab, pod)
+    def setup(self, net: Network, pod: Pod, cluster: Cluster) -> dict[str, Any]:
+        name = pod_netns(self.netns_prefix, pod)
         if netns.exists(netns.path_of(name)):
             netns.delete(name)
         path = netns.add(name)

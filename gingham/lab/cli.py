@@ -33,7 +33,7 @@ def _print(args: argparse.Namespace, rows: Any, cols: list[str] | None = None) -
 
 def cmd_up(a: argparse.Namespace) -> int:
     lab = Lab(a.name)
-    meta = lab.up(a.file)
+    meta = lab.up(a.file, etcd_members=a.etcd_members)
     if a.output == "json":
         _print(a, {"lab": a.name, "seconds": meta["upSeconds"], "nodes": lab.nodes(), "pods": lab.pods()})
         return 0
@@ -134,6 +134,7 @@ def add_parser(sub: Any) -> None:
 
     p = common(ls.add_parser("up", help="build a lab from YAML"))
     p.add_argument("-f", "--file", action="append", required=True)
+    p.add_argument("--etcd-members", type=int, default=1, help="etcd members of the datastore (1, 3 or 5)")
     p.set_defaults(fn=cmd_up)
     common(ls.add_parser("down", help="remove everything a lab made")).set_defaults(fn=cmd_down)
     common(ls.add_parser("list", help="labs that are up")).set_defaults(fn=cmd_list)

@@ -1,12 +1,15 @@
-"""A lab: a cluster network on one host, built from network namespaces and a store.
+"""A lab: a cluster network on one host, built from network namespaces around an etcd datastore.
 
 Topology (all of it inside namespaces; the host's root namespace is never touched):
   gl-<lab>-underlay   a bridge `ul0` standing for the nodes' L2 network, 192.168.200.0/24
+  gl-<lab>-etcd-<i>   etcd member i at 192.168.200.(2+i) (lab/etcd.py)
   gl-<lab>-node-<n>   one per node: eth0 = 192.168.200.(11+i), its own agent and pod CIDR
   gl-<lab>-external   a client outside the cluster, 192.168.200.100
   gl-<lab>-pod-<ns>.<pod>  one per pod, made by its node's agent through CNI
-State lives in /var/lib/gingham/labs/<lab>/: lab.json (what was built, with pids), the
-store the agents read, and one directory per node (its CNI config, bin, IPAM, status).
+Cluster state lives in etcd only (model/registry.py has the key layout): the lab writes
+objects as the API server would, agents list + watch them and write their status back.
+/var/lib/gingham/labs/<lab>/ holds lab.json (what was built, with pids), the etcd members'
+data, and one directory per node that only its agent uses (CNI config, IPAM, pod records).
 """
 
 from __future__ import annotations
@@ -22,14 +25,19 @@ import sys
 import time
 from typing import Any
 
-from ..agent.endpoints import digest, endpoints_of
+from ..agent.endpoints import endpoints_of
 from ..agent.node import pid_alive
-from ..agent.store import Store, decode_state, write_json
+from ..agent.store import write_json
 from ..kernel import netns
 from ..kernel.links import Netlink
 from ..model import manifest
+from ..model import registry as reg
 from ..model.objects import ClusterState
 from ..services.allocate import AllocationError, allocate
+from ..sources.cache import Cache
+from ..sources.etcd import EtcdError
+from . import etcd as members
+from .store import ClusterStore, node_status
 
 LAB_ROOT = os.environ.get("GINGHAM_LAB_ROOT", "/var/lib/gingham/labs")
 UNDERLAY = ipaddress.ip_network("192.168.200.0/24")
@@ -52,8 +60,18 @@ class Lab:
             raise LabError(f"lab name {name!r}: use up to 20 lowercase letters, digits and '-'")
         self.name = name
         self.dir = os.path.join(LAB_ROOT, name)
-        self.store = Store(self.dir)
         self.meta_path = os.path.join(self.dir, "lab.json")
+        self._store: ClusterStore | None = None
+
+    @property
+    def store(self) -> ClusterStore:
+        """The datastore, reached inside an etcd member's namespace (lab/etcd.py)."""
+        if self._store is None:
+            self._store = ClusterStore(members.client(self.meta().get("etcd") or []))
+        return self._store
+
+    def node_dir(self, node: str) -> str:
+        return os.path.join(self.dir, "nodes", node)
 
     # -- names -------------------------------------------------------------------------
     def ns(self, what: str) -> str:
@@ -69,27 +87,46 @@ class Lab:
         except OSError:
             raise LabError(f"no lab named {self.name!r} is up (gingham lab list)") from None
 
-    def state(self) -> tuple[ClusterState, dict[str, Any]]:
+    def cache(self) -> Cache:
+        """Everything in the datastore, typed (one listing)."""
+        meta = self.meta()
         try:
-            doc = self.store.read()
-        except OSError:
-            raise LabError(f"no lab named {self.name!r} is up (gingham lab list)") from None
-        return decode_state(doc), doc
+            return self.store.read()
+        except EtcdError as e:
+            raise LabError(f"lab {self.name}: the datastore does not answer ({e}); "
+                           f"its etcd members: {', '.join(m['ip'] for m in meta.get('etcd') or [])}") from None
+
+    def state(self) -> tuple[ClusterState, dict[str, Any]]:
+        cache = self.cache()
+        return cache.state(), {"nodes": cache.node_dicts(), "revision": cache.spec_revision}
+
+    def status(self, node: str) -> dict[str, Any]:
+        return node_status(self.cache(), node)
+
+    def revision(self) -> int:
+        return self.store.revision()
 
     # -- up / down ---------------------------------------------------------------------
-    def up(self, files: list[str], timeout: float = 120) -> dict[str, Any]:
+    def up(self, files: list[str], timeout: float = 120, etcd_members: int = 1) -> dict[str, Any]:
         if self.exists():
             raise LabError(f"lab {self.name!r} is already up: use `gingham lab apply`, or `gingham lab down` first")
+        if etcd_members not in (1, 3, 5):
+            raise LabError(f"--etcd-members {etcd_members}: use 1, 3 or 5 (a quorum needs an odd count)")
         # every document is checked, and Service addresses allocated, before anything is built
         state = self._allocate(manifest.schedule(manifest.parse(files)), None)
         t0 = time.monotonic()
         os.makedirs(self.dir, exist_ok=True)
         meta: dict[str, Any] = {"name": self.name, "cluster": state.cluster.name, "netns": [], "agents": {},
-                                "created": time.time()}
+                                "etcd": [], "created": time.time()}
         write_json(self.meta_path, meta)
         try:
-            nodes = self._build(state, meta)
-            rev = self.store.write(state, nodes, self.name)
+            nodes = self._build(state, meta, etcd_members)
+            write_json(self.meta_path, meta)
+            try:
+                members.wait_ready(meta["etcd"])
+            except EtcdError as e:
+                raise LabError(str(e)) from None
+            rev = self.store.write(state, nodes)
             for node in state.cluster.nodes:
                 meta["agents"][node] = self._start_agent(node)
             write_json(self.meta_path, meta)
@@ -101,19 +138,24 @@ class Lab:
         write_json(self.meta_path, meta)
         return meta
 
-    def _build(self, state: ClusterState, meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def _build(self, state: ClusterState, meta: dict[str, Any], etcd_members: int) -> dict[str, reg.NodeInfo]:
         underlay = self._add_ns(meta, "underlay")
         with netns.entered(underlay), Netlink() as nl:
             nl.ensure_bridge("ul0")
             nl.set(nl.require("lo").index, "lo up", state="up")
+        for i in range(etcd_members):
+            m = {"name": f"etcd-{i}", "ip": members.member_ip(UNDERLAY, i), "netns": self.ns(f"etcd-{i}")}
+            self._add_ns(meta, f"etcd-{i}")
+            members.wire(m["netns"], self.ns("underlay"), m["ip"], UNDERLAY.prefixlen, f"ue-{i}")
+            meta["etcd"].append(m)
+        members.start(meta["etcd"], os.path.join(self.dir, "etcd"), f"gingham-{self.name}")
         hosts = [("external", EXTERNAL_IP)]
         cidrs = state.cluster.node_cidrs()
-        nodes: dict[str, dict[str, Any]] = {}
+        nodes: dict[str, reg.NodeInfo] = {}
         for i, node in enumerate(state.cluster.nodes):
             ip = str(UNDERLAY.network_address + 11 + i)
             hosts.append((f"node-{node}", ip))
-            nodes[node] = {"ip": ip, "podCIDR": cidrs[node], "vtepMAC": vtep_mac(self.name, node),
-                           "netns": self.ns(f"node-{node}")}
+            nodes[node] = reg.NodeInfo(node, ip, cidrs[node], vtep_mac(self.name, node), self.ns(f"node-{node}"))
         ul_fd = netns.open_ns(underlay)
         try:
             for i, (what, ip) in enumerate(hosts):
@@ -140,14 +182,33 @@ class Lab:
         write_json(self.meta_path, meta)
         return path
 
+    def etcd_urls(self) -> str:
+        return ",".join(f"http://{m['ip']}:{members.CLIENT_PORT}" for m in self.meta().get("etcd") or [])
+
     def _start_agent(self, node: str) -> int:
-        os.makedirs(self.store.node_dir(node), exist_ok=True)
-        log = open(os.path.join(self.store.node_dir(node), "agent.log"), "a")
+        d = self.node_dir(node)
+        os.makedirs(d, exist_ok=True)
+        log = open(os.path.join(d, "agent.log"), "a")
         proc = subprocess.Popen(["nsenter", f"--net={netns.path_of(self.ns(f'node-{node}'))}", sys.executable, "-m",
-                                 "gingham.cli", "agent", "--lab-dir", self.dir, "--node", node],
+                                 "gingham.cli", "agent", "--etcd", self.etcd_urls(), "--node", node,
+                                 "--state-dir", d, "--netns-prefix", self.ns("pod-")],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         log.close()
         return proc.pid
+
+    def member(self, i: int) -> dict[str, Any]:
+        return dict((self.meta().get("etcd") or [])[i])
+
+    def stop_member(self, i: int) -> None:
+        """Kills etcd member i (a fault, for tests); `start_member` brings it back with its data."""
+        _kill(int(self.member(i).get("pid") or 0), "etcd")
+
+    def start_member(self, i: int) -> None:
+        meta = self.meta()
+        ms = meta["etcd"]
+        initial = ",".join(f"{m['name']}=http://{m['ip']}:{members.PEER_PORT}" for m in ms)
+        ms[i]["pid"] = members.launch(ms[i], initial, f"gingham-{self.name}")
+        write_json(self.meta_path, meta)
 
     def restart_agent(self, node: str) -> int:
         meta = self.meta()
@@ -164,6 +225,8 @@ class Lab:
                 meta = json.load(f)
         for pid in (meta.get("agents") or {}).values():
             _kill(int(pid), "gingham.cli")
+        for m in meta.get("etcd") or []:
+            _kill(int(m.get("pid") or 0), "etcd")
         nodes_dir = os.path.join(self.dir, "nodes")
         pod_ns = []
         for node in (os.listdir(nodes_dir) if os.path.isdir(nodes_dir) else []):
@@ -189,20 +252,30 @@ class Lab:
 
     # -- changes -----------------------------------------------------------------------
     def apply(self, files: list[str], timeout: float = 60) -> int:
-        state, doc = self.state()
+        cache = self.cache()
+        state = cache.state()
         new = self._allocate(manifest.schedule(manifest.parse(files, state)), state)
-        rev = self.store.write(new, doc["nodes"], self.name)
+        rev = self.store.write(new, cache.nodes, cache)
         self.wait(rev, timeout)
         return rev
 
     def delete(self, files: list[str], timeout: float = 60) -> int:
-        state, doc = self.state()
+        cache = self.cache()
+        state = cache.state()
         gone = manifest.parse(files, ClusterState(state.cluster))
+        state = ClusterState(state.cluster, dict(state.namespaces), dict(state.pods), dict(state.objects))
         for key in gone.pods:
             state.pods.pop(key, None)
         for key in gone.objects:
             state.objects.pop(key, None)
-        rev = self.store.write(state, doc["nodes"], self.name)
+        rev = self.store.write(state, cache.nodes, cache)
+        self.wait(rev, timeout)
+        return rev
+
+    def rewrite(self, timeout: float = 30) -> int:
+        """Writes the current state again (a new revision, nothing else changed) and waits for it."""
+        cache = self.cache()
+        rev = self.store.write(cache.state(), cache.nodes, cache)
         self.wait(rev, timeout)
         return rev
 
@@ -213,30 +286,31 @@ class Lab:
         except AllocationError as e:
             raise LabError(f"refused: {e}") from None
 
-    def statuses(self, state: ClusterState) -> dict[str, dict[str, Any]]:
-        return {n: self.store.status(n) for n in state.cluster.nodes}
+    def statuses(self, cache: Cache) -> dict[str, dict[str, Any]]:
+        return {n: node_status(cache, n) for n in cache.nodes}
 
     def wait(self, rev: int, timeout: float) -> None:
-        """Returns when every agent has applied `rev` and every pod has its address."""
+        """Returns when every pod of the state at `rev` is ready (or gone), and then every agent
+        has programmed everything written up to then: the state, every pod status and lease."""
         deadline = time.monotonic() + timeout
-        state, _ = self.state()
         while True:
+            cache = self.cache()
+            state = cache.state()
             pending = []
-            for node in state.cluster.nodes:
-                st = self.store.status(node)
-                if st.get("revision", 0) < rev:
-                    pending.append(f"node {node} at revision {st.get('revision', 0)} of {rev}")
-                    continue
-                for key, pod in state.pods.items():
-                    if pod.node_name == node and not (st.get("pods", {}).get(key) or {}).get("ready"):
-                        pending.append(f"pod {key} is not ready yet")
-                pending += [f"pod {k} is still terminating" for k in st.get("pods", {}) if k not in state.pods
-                            or state.pods[k].node_name != node]
+            for key, pod in state.pods.items():
+                st = cache.pod_status.get(key)
+                if st is None or st.node != pod.node_name or not st.ready:
+                    pending.append(f"pod {key} is not ready yet")
+            pending += [f"pod {k} is still terminating" for k, st in cache.pod_status.items()
+                        if k not in state.pods or state.pods[k].node_name != st.node]
             if not pending:
-                statuses = self.statuses(state)
-                want = digest(endpoints_of(state, statuses, self.store.read()["nodes"])[1])
-                pending = [f"node {n} has not programmed the current endpoints and policies"
-                           for n, st in statuses.items() if st.get("endpoints") != want or st.get("synced", 0) < rev]
+                need = max(rev, cache.status_revision)
+                for node in state.cluster.nodes:
+                    synced = int((cache.node_status.get(node) or {}).get("synced", 0))
+                    if node not in cache.leases:
+                        pending.append(f"node {node} holds no lease (its agent is not running)")
+                    elif synced < need:
+                        pending.append(f"node {node} has programmed revision {synced}, not yet {need}")
             if not pending:
                 return
             if time.monotonic() > deadline:
@@ -246,7 +320,7 @@ class Lab:
 
     def _agent_log_tail(self, node: str) -> str:
         try:
-            with open(os.path.join(self.store.node_dir(node), "agent.log")) as f:
+            with open(os.path.join(self.node_dir(node), "agent.log")) as f:
                 lines = [ln for ln in f.read().splitlines() if ln.strip() and not ln.startswith("cni ")]
             return f"agent {node}: {lines[-1]}" if lines else ""
         except OSError:
@@ -254,34 +328,37 @@ class Lab:
 
     # -- reading -----------------------------------------------------------------------
     def nodes(self) -> list[dict[str, Any]]:
-        state, doc = self.state()
-        meta = self.meta()
+        cache = self.cache()
         out = []
-        for node in state.cluster.nodes:
-            n = doc["nodes"][node]
-            st = self.store.status(node)
-            alive = pid_alive(int(meta["agents"].get(node, 0)), "gingham.cli")
-            out.append({"name": node, "ip": n["ip"], "podCIDR": n["podCIDR"], "overlay": state.cluster.overlay,
-                        "pods": len(st.get("pods", {})),
-                        "status": "Ready" if alive and st.get("revision") == doc["revision"] else "NotReady"})
+        for node in cache.state().cluster.nodes:
+            n = cache.nodes[node]
+            st = node_status(cache, node)
+            ready = st["alive"] and int(st.get("synced", 0)) >= cache.spec_revision
+            out.append({"name": node, "ip": n.ip, "podCIDR": n.pod_cidr, "overlay": cache.state().cluster.overlay,
+                        "pods": len(st["pods"]), "status": "Ready" if ready else "NotReady"})
         return out
 
     def pods(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        state, _ = self.state()
-        statuses = {n: self.store.status(n).get("pods", {}) for n in state.cluster.nodes}
+        cache = self.cache()
         out = []
-        for key, p in sorted(state.pods.items()):
+        for key, p in sorted(cache.pods.items()):
             if namespace and p.namespace != namespace:
                 continue
-            rec = statuses.get(p.node_name, {}).get(key) or {}
-            out.append({"namespace": p.namespace, "name": p.name, "node": p.node_name, "ip": rec.get("ip", ""),
+            st = cache.pod_status.get(key)
+            ip = st.ip if st is not None and st.node == p.node_name else ""
+            out.append({"namespace": p.namespace, "name": p.name, "node": p.node_name, "ip": ip,
                         "labels": p.labels, "ports": [f"{x.port}/{x.protocol}" for x in p.ports],
-                        "netns": rec.get("netns", ""), "status": "Running" if rec.get("ip") else "Pending"})
+                        "netns": self.pod_netns(p.namespace, p.name) if ip else "",
+                        "status": "Running" if ip else "Pending"})
         return out
 
+    def pod_netns(self, namespace: str, name: str) -> str:
+        # Kubernetes namespaces hold no dots, so "<ns>.<pod>" cannot be mistaken for another pair.
+        return self.ns(f"pod-{namespace}.{name}")
+
     def services(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        state, _ = self.state()
-        services, _ = endpoints_of(state, self.statuses(state), self.store.read()["nodes"])
+        cache = self.cache()
+        services, _ = endpoints_of(cache.state(), cache.pod_status, cache.node_dicts())
         out = []
         for s in sorted(services, key=lambda s: s.key):
             if namespace and s.namespace != namespace:
@@ -294,8 +371,8 @@ class Lab:
         return out
 
     def endpointslices(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        state, _ = self.state()
-        _, eps = endpoints_of(state, self.statuses(state), self.store.read()["nodes"])
+        cache = self.cache()
+        _, eps = endpoints_of(cache.state(), cache.pod_status, cache.node_dicts())
         out = []
         for key, lst in sorted(eps.items()):
             ns, name = key.split("/", 1)

@@ -36,8 +36,8 @@ def world_from_file(files: list[str]) -> World:
 
 
 def world_from_lab(lab: Lab) -> World:
-    state, doc = lab.state()
-    return world_of(state, lab.statuses(state), doc["nodes"])
+    cache = lab.cache()
+    return world_of(cache.state(), cache.pod_status, cache.node_dicts())
 
 
 def probe_matrix(lab: Lab, world: World, pods: list[PodInfo], port: int, protocol: str) -> dict[tuple[str, str], bool]:

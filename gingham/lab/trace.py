@@ -85,8 +85,8 @@ def policy_verdict(tables: NodeTables, nodes: dict[str, Any], pods: dict[str, An
 
 def trace_connection(lab: Lab, source: str, dest: str, port: int, protocol: str) -> dict[str, Any]:
     dst = lab.resolve(dest, source)
-    state, doc = lab.state()
-    nodes, statuses = doc["nodes"], lab.statuses(state)
+    cache = lab.cache()
+    nodes, statuses = cache.node_dicts(), lab.statuses(cache)
     if source.startswith("node/"):
         node, local = source.split("/", 1)[1], True
         if node not in nodes:

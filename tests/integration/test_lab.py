@@ -168,10 +168,10 @@ def test_a_bad_manifest_changes_nothing(body, field, lab_name, tmp_path):
     assert set(os.listdir("/run/netns")) == before and not fresh.exists()
     lab = lab_name()
     lab.up([manifest(tmp_path, cluster_yaml("host-gw", 2))])
-    rev = lab.store.revision()
+    rev = lab.revision()
     with pytest.raises(ManifestError):
         lab.apply([bad])
-    assert lab.store.revision() == rev and len(lab.pods()) == 4
+    assert lab.revision() == rev and len(lab.pods()) == 4
 
 
 def test_agent_restart_keeps_established_connections(lab_name, tmp_path):
@@ -201,8 +201,7 @@ def test_agent_restart_keeps_established_connections(lab_name, tmp_path):
         assert conn.recv(1) == b"x"
         echoes += 1
         time.sleep(0.05)
-    rev = lab.store.write(*lab_state(lab))
-    lab.wait(rev, 30)
+    lab.rewrite(30)
     cli.sendall(b"y")
     assert conn.recv(1) == b"y"
     after = {f"{p['namespace']}/{p['name']}": p for p in lab.pods()}
@@ -210,11 +209,6 @@ def test_agent_restart_keeps_established_connections(lab_name, tmp_path):
     assert echoes > 10
     for s in (cli, conn, srv):
         s.close()
-
-
-def lab_state(lab: Lab):
-    state, doc = lab.state()
-    return state, doc["nodes"], lab.name
 
 
 def test_two_labs_side_by_side_and_down_twice(lab_name, tmp_path):

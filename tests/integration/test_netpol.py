@@ -327,7 +327,7 @@ def test_an_invalid_policy_is_refused_and_the_rules_in_force_stay(lab, tmp_path)
     from gingham.model.manifest import ManifestError
     good = apply(lab, tmp_path, POLICIES["deny-all-ingress-in-x"][0], "good.yaml")
     try:
-        rev = lab.store.revision()
+        rev = lab.revision()
         before = check(lab)
         bad = tmp_path / "bad.yaml"
         bad.write_text(textwrap.dedent("""
@@ -339,6 +339,6 @@ def test_an_invalid_policy_is_refused_and_the_rules_in_force_stay(lab, tmp_path)
         with pytest.raises(ManifestError) as e:
             lab.apply([str(bad)])
         assert "ipBlock.except[0]" in e.value.field and "inside the cidr" in e.value.msg
-        assert lab.store.revision() == rev and check(lab) == before
+        assert lab.revision() == rev and check(lab) == before
     finally:
         lab.delete([good])

@@ -308,14 +308,14 @@ def test_endpoint_changes_while_traffic_flows(lab, tmp_path):
 
 def test_load_balancer_fails_over_when_its_node_goes_away(lab):
     lb = svc_info(lab, "web-lb")["externalIP"]
-    holder = next(n for n in ("node-1", "node-2", "node-3") if lb in lab.store.status(n).get("loadBalancerIPs", []))
+    holder = next(n for n in ("node-1", "node-2", "node-3") if lb in lab.status(n).get("loadBalancerIPs", []))
     pid = int(lab.meta()["agents"][holder])
     os.kill(pid, signal.SIGSTOP)  # the agent stops answering; its node still exists
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             others = [n for n in ("node-1", "node-2", "node-3")
-                      if n != holder and lb in lab.store.status(n).get("loadBalancerIPs", [])]
+                      if n != holder and lb in lab.status(n).get("loadBalancerIPs", [])]
             if others:
                 break
             time.sleep(0.2)
@@ -328,7 +328,7 @@ def test_load_balancer_fails_over_when_its_node_goes_away(lab):
 
 
 def test_a_bad_service_is_refused_and_the_rules_stay(lab, tmp_path):
-    rev = lab.store.revision()
+    rev = lab.revision()
     dup = manifest(tmp_path, """
         apiVersion: v1
         kind: Service
@@ -337,7 +337,7 @@ def test_a_bad_service_is_refused_and_the_rules_stay(lab, tmp_path):
         """, "dup.yaml")
     with pytest.raises(LabError, match="30080 is already used by Service default/solo"):
         lab.apply([dup])
-    assert lab.store.revision() == rev
+    assert lab.revision() == rev
     assert from_ns(lab.target_netns("external"), lab.resolve("node/node-1"), 30080) == "solo"
 
 

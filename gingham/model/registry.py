@@ -1,0 +1,260 @@
+"""The datastore's key layout and the objects' JSON, both ways (pure).
+
+Keys follow kube-apiserver's own etcd layout (`/registry/<resource>/<namespace>/<name>`),
+with JSON values in Kubernetes' shape instead of protobuf, so `etcdctl get --prefix
+/registry/` reads like `kubectl get -o json`. What Kubernetes keeps elsewhere or does not
+have lives under `/registry/gingham.dev/`:
+
+  /registry/gingham.dev/cluster                 the Cluster object (written by `lab up`)
+  /registry/gingham.dev/revision                rewritten by every `lab up/apply/delete`: its
+                                                mod_revision is the desired state's revision
+  /registry/gingham.dev/podstatus/<ns>/<name>   a pod's status, written by its node's agent
+  /registry/gingham.dev/nodestatus/<node>       what a node's agent has programmed, by itself
+  /registry/ranges/serviceips                   allocation, compare-and-swap (Kubernetes' names)
+  /registry/ranges/servicenodeports
+  /registry/namespaces/<name>
+  /registry/minions/<node>                      Node: spec.podCIDR, InternalIP, VTEP MAC
+  /registry/leases/kube-node-lease/<node>       held under an etcd lease by the node's agent
+  /registry/pods/<ns>/<name>                    spec only (status is the agent's key above)
+  /registry/services/specs/<ns>/<name>          Services with their allocated values
+  /registry/<kind, lowercase plural>/<ns>/<name> anything else (networkpolicies, deployments...)
+
+Spec keys are written by the lab (the API server's part), status keys by their owners.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod
+
+ROOT = "/registry/"
+CLUSTER = ROOT + "gingham.dev/cluster"
+REVISION = ROOT + "gingham.dev/revision"
+POD_STATUS = ROOT + "gingham.dev/podstatus/"
+NODE_STATUS = ROOT + "gingham.dev/nodestatus/"
+NAMESPACES = ROOT + "namespaces/"
+NODES = ROOT + "minions/"
+LEASES = ROOT + "leases/kube-node-lease/"
+PODS = ROOT + "pods/"
+SERVICES = ROOT + "services/specs/"
+RANGE_SERVICE_IPS = ROOT + "ranges/serviceips"
+RANGE_NODE_PORTS = ROOT + "ranges/servicenodeports"
+LEASE_TTL = 3  # seconds: a node whose agent is silent this long is gone for the others
+
+_RESOURCES = {"Service": SERVICES, "NetworkPolicy": ROOT + "networkpolicies/",
+              "Deployment": ROOT + "deployments/"}
+_KINDS = {v: k for k, v in _RESOURCES.items()}
+
+
+class DecodeError(ValueError):
+    """A key holds something that is not a valid object of its kind."""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A node as the network needs it: its address, pod CIDR and VTEP MAC."""
+
+    name: str
+    ip: str
+    pod_cidr: str
+    vtep_mac: str = ""
+    netns: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        """The shape the overlay and Services compilers take (`ip`, `podCIDR`, `vtepMAC`)."""
+        return {"ip": self.ip, "podCIDR": self.pod_cidr, "vtepMAC": self.vtep_mac, "netns": self.netns}
+
+
+@dataclass(frozen=True)
+class PodStatus:
+    """What a pod's node says of it: its address, readiness, and since when it terminates (0: not)."""
+
+    namespace: str
+    name: str
+    node: str
+    ip: str = ""
+    ready: bool = False
+    terminating: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def object_key(kind: str, namespace: str, name: str) -> str:
+    prefix = _RESOURCES.get(kind) or f"{ROOT}{kind.lower()}s/"
+    return f"{prefix}{namespace}/{name}"
+
+
+def pod_key(namespace: str, name: str) -> str:
+    return f"{PODS}{namespace}/{name}"
+
+
+def pod_status_key(namespace: str, name: str) -> str:
+    return f"{POD_STATUS}{namespace}/{name}"
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, default=str).encode()
+
+
+# -- encoding ------------------------------------------------------------------------------
+def encode_cluster(c: Cluster) -> dict[str, Any]:
+    return {"apiVersion": "gingham.dev/v1alpha1", "kind": "Cluster", "metadata": {"name": c.name},
+            "spec": {"nodes": list(c.nodes), "podCIDR": c.pod_cidr, "serviceCIDR": c.service_cidr,
+                     "nodeCIDRMaskSize": c.node_cidr_mask, "overlay": c.overlay, "clusterDomain": c.cluster_domain,
+                     "upstreamDNS": list(c.upstream_dns), "loadBalancerPool": c.load_balancer_pool}}
+
+
+def encode_namespace(n: Namespace) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n.name, "labels": dict(n.labels)}}
+
+
+def encode_node(n: NodeInfo) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": n.name, "annotations": {"gingham.dev/vtep-mac": n.vtep_mac,
+                                                          "gingham.dev/netns": n.netns}},
+            "spec": {"podCIDR": n.pod_cidr, "podCIDRs": [n.pod_cidr]},
+            "status": {"addresses": [{"type": "InternalIP", "address": n.ip}, {"type": "Hostname", "address": n.name}]}}
+
+
+def encode_pod(p: Pod) -> dict[str, Any]:
+    meta: dict[str, Any] = {"namespace": p.namespace, "name": p.name, "labels": dict(p.labels)}
+    if p.owner:
+        kind, _, owner = p.owner.partition("/")
+        meta["ownerReferences"] = [{"kind": kind, "name": owner, "controller": True}]
+    ports = [{"containerPort": cp.port, "protocol": cp.protocol, **({"name": cp.name} if cp.name else {})}
+             for cp in p.ports]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+            "spec": {"nodeName": p.node_name, "containers": [{"name": "main", "ports": ports}]}}
+
+
+def encode_pod_status(s: PodStatus) -> dict[str, Any]:
+    out: dict[str, Any] = {"nodeName": s.node, "phase": "Running" if s.ip else "Pending",
+                           "conditions": [{"type": "Ready", "status": "True" if s.ready else "False"}]}
+    if s.ip:
+        out.update({"podIP": s.ip, "podIPs": [{"ip": s.ip}]})
+    if s.terminating:
+        out["terminatingSince"] = s.terminating
+    return {"metadata": {"namespace": s.namespace, "name": s.name}, "status": out}
+
+
+# -- decoding ------------------------------------------------------------------------------
+def _obj(value: bytes) -> dict[str, Any]:
+    try:
+        d = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DecodeError(f"not JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise DecodeError("not a JSON object")
+    return d
+
+
+def _at(d: dict[str, Any], path: str, want: type | tuple[type, ...], default: Any = None) -> Any:
+    cur: Any = d
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            if default is not None:
+                return default
+            raise DecodeError(f"{path}: missing")
+        cur = cur[part]
+    if not isinstance(cur, want) or isinstance(cur, bool) and want is int:
+        raise DecodeError(f"{path}: must be {getattr(want, '__name__', want)}, got {type(cur).__name__}")
+    return cur
+
+
+def _labels(d: dict[str, Any]) -> dict[str, str]:
+    labels = _at(d, "metadata.labels", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise DecodeError("metadata.labels: must map strings to strings")
+    return dict(labels)
+
+
+def decode_cluster(value: bytes) -> Cluster:
+    d = _obj(value)
+    return Cluster(_at(d, "metadata.name", str), tuple(_at(d, "spec.nodes", list)), _at(d, "spec.podCIDR", str),
+                   _at(d, "spec.serviceCIDR", str), _at(d, "spec.nodeCIDRMaskSize", int), _at(d, "spec.overlay", str),
+                   _at(d, "spec.clusterDomain", str), tuple(_at(d, "spec.upstreamDNS", list, [])),
+                   _at(d, "spec.loadBalancerPool", str, ""))
+
+
+def decode_namespace(value: bytes) -> Namespace:
+    d = _obj(value)
+    return Namespace(_at(d, "metadata.name", str), _labels(d))
+
+
+def decode_node(value: bytes) -> NodeInfo:
+    d = _obj(value)
+    addrs = {a.get("type"): a.get("address") for a in _at(d, "status.addresses", list) if isinstance(a, dict)}
+    ip = addrs.get("InternalIP")
+    if not isinstance(ip, str):
+        raise DecodeError("status.addresses: no InternalIP")
+    ann = _at(d, "metadata.annotations", dict, {})
+    return NodeInfo(_at(d, "metadata.name", str), ip, _at(d, "spec.podCIDR", str),
+                    str(ann.get("gingham.dev/vtep-mac", "")), str(ann.get("gingham.dev/netns", "")))
+
+
+def decode_pod(value: bytes) -> Pod:
+    d = _obj(value)
+    owner = ""
+    for ref in _at(d, "metadata.ownerReferences", list, []):
+        if isinstance(ref, dict) and ref.get("controller"):
+            owner = f"{ref.get('kind')}/{ref.get('name')}"
+    ports = []
+    for c in _at(d, "spec.containers", list):
+        if not isinstance(c, dict):
+            raise DecodeError("spec.containers: must hold objects")
+        for p in c.get("ports") or []:
+            if not isinstance(p, dict):
+                raise DecodeError("spec.containers[].ports: must hold objects")
+            ports.append(ContainerPort(_at(p, "containerPort", int), _at(p, "protocol", str, "TCP"),
+                                       _at(p, "name", str, "")))
+    return Pod(_at(d, "metadata.namespace", str), _at(d, "metadata.name", str), _labels(d),
+               _at(d, "spec.nodeName", str, ""), tuple(ports), owner)
+
+
+def decode_pod_status(value: bytes) -> PodStatus:
+    d = _obj(value)
+    st = _at(d, "status", dict)
+    ready = any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+                for c in st.get("conditions") or [])
+    term = st.get("terminatingSince") or 0.0
+    if not isinstance(term, (int, float)):
+        raise DecodeError("status.terminatingSince: must be a number")
+    return PodStatus(_at(d, "metadata.namespace", str), _at(d, "metadata.name", str), _at(d, "status.nodeName", str),
+                     _at(d, "status.podIP", str, ""), ready, float(term))
+
+
+def decode_object(key: str, value: bytes) -> Object:
+    """Any other namespaced object, kept whole (`raw`) with its kind from the key's resource."""
+    d = _obj(value)
+    parts = key[len(ROOT):].split("/")
+    if len(parts) < 3:
+        raise DecodeError(f"{key}: not /registry/<resource>/<namespace>/<name>")
+    kind = _KINDS.get(ROOT + "/".join(parts[:-2]) + "/") or d.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise DecodeError("kind: missing")
+    ns, name = parts[-2], parts[-1]
+    meta = _at(d, "metadata", dict)
+    if meta.get("name") != name or meta.get("namespace", ns) != ns:
+        raise DecodeError(f"metadata names {meta.get('namespace')}/{meta.get('name')}, the key {ns}/{name}")
+    return Object(kind, ns, name, d)
+
+
+def is_spec(key: str) -> bool:
+    """Keys the lab writes (desired state); the rest belong to agents or to allocation."""
+    return key.startswith(ROOT) and not key.startswith((ROOT + "gingham.dev/", ROOT + "leases/", ROOT + "ranges/")) \
+        or key == CLUSTER
+
+
+def spec_keys(state: ClusterState, nodes: dict[str, NodeInfo]) -> dict[str, bytes]:
+    """The desired state as keys and values, exactly as `lab up/apply` writes them."""
+    out = {CLUSTER: dumps(encode_cluster(state.cluster))}
+    out.update((NAMESPACES + n.name, dumps(encode_namespace(n))) for n in state.namespaces.values())
+    out.update((NODES + n.name, dumps(encode_node(n))) for n in nodes.values())
+    out.update((pod_key(p.namespace, p.name), dumps(encode_pod(p))) for p in state.pods.values())
+    out.update((object_key(o.kind, o.namespace, o.name), dumps(o.raw)) for o in state.objects.values())
+    return out

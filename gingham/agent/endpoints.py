@@ -6,28 +6,22 @@ both derive them in exactly one way.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict
 from typing import Any
 
 from ..model.netpol import parse_policy
 from ..model.objects import ClusterState
+from ..model.endpoints import pod_view
 from ..model.registry import PodStatus
 from ..netpol.evaluate import PodInfo, World
 from ..model.services import Endpoint, PodView, Service, ServicePort, derive_endpoints
 from ..services.allocate import services_of
 
 
-def pod_views(state: ClusterState, statuses: dict[str, PodStatus]) -> list[PodView]:
-    out = []
-    for key, pod in state.pods.items():
-        st = statuses.get(key)
-        if st is None or st.node != pod.node_name or not st.ip or st.terminating:
-            continue
-        out.append(PodView(pod.namespace, pod.name, pod.labels, pod.node_name, st.ip, st.ready,
-                           False, tuple((p.name, p.protocol, p.port) for p in pod.ports), pod.name))
-    return out
+def pod_views(state: ClusterState, statuses: dict[str, PodStatus], alive: set[str] | None = None) -> list[PodView]:
+    """Every pod that is an endpoint candidate; with `alive` (nodes holding a lease), pods of
+    other nodes are not ready."""
+    return [v for key, pod in state.pods.items()
+            if (v := pod_view(pod, statuses.get(key), alive is None or pod.node_name in alive)) is not None]
 
 
 def kube_dns(state: ClusterState, nodes: dict[str, dict[str, Any]]) -> tuple[Service, list[Endpoint]]:
@@ -45,19 +39,15 @@ def kube_dns(state: ClusterState, nodes: dict[str, dict[str, Any]]) -> tuple[Ser
 
 
 def endpoints_of(state: ClusterState, statuses: dict[str, PodStatus],
-                 nodes: dict[str, dict[str, Any]] | None = None) -> tuple[list[Service], dict[str, list[Endpoint]]]:
+                 nodes: dict[str, dict[str, Any]] | None = None,
+                 alive: set[str] | None = None) -> tuple[list[Service], dict[str, list[Endpoint]]]:
     services = services_of(state)
-    eps = derive_endpoints(services, pod_views(state, statuses))
+    eps = derive_endpoints(services, pod_views(state, statuses, alive))
     if nodes:
         dns, dns_eps = kube_dns(state, nodes)
         services.append(dns)
         eps[dns.key] = dns_eps
     return services, eps
-
-
-def digest(endpoints: dict[str, list[Endpoint]]) -> str:
-    blob = json.dumps({k: [asdict(e) for e in v] for k, v in sorted(endpoints.items())}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def world_of(state: ClusterState, statuses: dict[str, PodStatus], nodes: dict[str, dict[str, Any]]) -> World:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Mapping
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -32,7 +32,7 @@ class HealthServers:
     def __init__(self) -> None:
         self.servers: dict[int, ThreadingHTTPServer] = {}
 
-    def sync(self, node_ip: str, services: list[Any], eps: dict[str, list[Any]], node: str) -> None:
+    def sync(self, node_ip: str, services: list[Any], eps: Mapping[str, list[Any]], node: str) -> None:
         want: dict[int, dict[str, Any]] = {}
         for s in services:
             if s.health_check_node_port and s.external_policy_local:

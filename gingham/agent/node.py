@@ -28,7 +28,8 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
+from collections import ChainMap
+from typing import Any, Mapping
 
 import gingham
 
@@ -51,9 +52,11 @@ from .cni_server import CNIServer, warm_up
 from ..sources.cache import Changes, Source
 from ..sources.etcd import Etcd, EtcdError, op_delete, op_put
 from ..sources.lease import NodeLease
-from .endpoints import digest, endpoints_of, world_of
+from ..model.endpoints import EndpointIndex, pod_view
+from .endpoints import kube_dns, world_of
 from .health import HealthServers
 from .metrics import METRICS_PORT, AgentMetrics, serve_metrics
+from .procs import pid_alive
 from .store import write_json
 
 NODE_TABLE = "gingham-node"
@@ -90,14 +93,6 @@ def node_nat_script(pod_cidr: str) -> str:
             f"add rule {t} postrouting ip saddr {pod_cidr} ip daddr != {pod_cidr} oifname != \"{BRIDGE}\" masquerade\n")
 
 
-def pid_alive(pid: int, needle: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return needle.encode() in f.read()
-    except OSError:
-        return False
-
-
 class NodeAgent:
     def __init__(self, etcd: str, node: str, state_dir: str, netns_prefix: str = "gingham-pod-") -> None:
         self.etcd = Etcd(etcd)
@@ -123,7 +118,11 @@ class NodeAgent:
         self.dns: DNSServer | None = None
         self.netpol_script = ""
         self.netpol_rs: ruleset.Ruleset | None = None  # what the kernel holds, to write only differences
-        self.published: dict[str, reg.PodStatus] | None = None  # this node's pod statuses, as last written
+        self.published: dict[str, reg.PodStatus] | None = None
+        self.eps: EndpointIndex | None = None  # EndpointSlices, kept by changed keys
+        self.local_services: set[str] = set()  # Services with an endpoint on this node
+        self.special: set[str] = set()  # LoadBalancer and health-check Services, as last announced
+        self.bridge_nf: bool | None = None  # this node's pod statuses, as last written
         self.lease = NodeLease(self.etcd, reg.LEASES + node, reg.dumps({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"namespace": "kube-node-lease", "name": node},
@@ -217,7 +216,7 @@ class NodeAgent:
         if full or pods_changed or self.terminating_due() or changes.keys() & {"cluster", "node", "lease"}:
             self.reconcile()
         if full or changes.keys() - {"nodestatus", "revision"}:
-            self.sync_services()
+            self.sync_services(changes, full)
         self.write_status()
 
     def reconcile(self) -> None:
@@ -269,39 +268,92 @@ class NodeAgent:
             self.status_written = copy.deepcopy(self.status)
 
     # -- services --------------------------------------------------------------------
-    def sync_services(self) -> None:
-        """kube-proxy's job on this node: recompile from Services and endpoints, write the difference."""
-        state = self.cache.state()
-        nodes = self.cache.node_dicts()
-        services, eps = endpoints_of(state, self.cache.pod_status, nodes)
+    def sync_services(self, changes: Changes, full: bool) -> None:
+        """kube-proxy's job on this node, and what hangs off it (DNS records, health-check ports,
+        LoadBalancer addresses): from the changed keys, the Services whose object or endpoints
+        changed, and only those recompiled and written."""
+        cache = self.cache
+        state = cache.state()
+        nodes = cache.node_dicts()
+        if full or self.eps is None:
+            self.eps = EndpointIndex()
+            changed_svcs, changed_pods = set(cache.services) | set(self.eps.services), set(cache.pods)
+        else:
+            changed_svcs = set(changes.get("service", ()))
+            changed_pods = set(changes.get("pod", ())) | set(changes.get("podstatus", ()))
+            if "lease" in changes:  # a node came or went: its pods' readiness with it
+                changed_pods |= {k for k, p in cache.pods.items() if p.node_name in changes["lease"]}
+        alive = set(self.alive_nodes())
+        views = {k: pod_view(p, cache.pod_status.get(k), p.node_name in alive)
+                 if (p := cache.pods.get(k)) is not None else None for k in changed_pods}
+        touched = self.eps.update(cache.services, changed_svcs, views) | changed_svcs
+        dns_svc, dns_eps = kube_dns(state, nodes)
+        if full or "node" in changes or self.proxy is None:
+            touched.add(dns_svc.key)
+        services = [*cache.services.values(), dns_svc]
+        eps = ChainMap({dns_svc.key: dns_eps}, self.eps.endpoints)
         ctx = NodeContext(self.node, nodes[self.node]["ip"], state.cluster.pod_cidr, state.cluster.service_cidr)
         if self.proxy is None or self.proxy.ctx != ctx:
             self.proxy = ServiceProxy(ctx, nft.run)
         m = self.metrics
         try:
             with m.timed(m.proxy_sync, kind="full" if self.proxy.full_sync else "partial"):
-                self.proxy.sync(services, eps)
+                self.proxy.sync(services, eps, None if full else touched)
         except Exception:
             m.proxy_failures.inc()
             raise
         m.proxy_last.set_to_current_time()
-        served = [s for s in services if s.cluster_ip and not s.headless]
-        m.services.set(len(served))
-        m.endpoints.set(sum(len(eps.get(s.key, [])) for s in served))
-        world = world_of(state, self.cache.pod_status, nodes)
-        m.policies.set(len(world.policies))
-        with m.timed(m.netpol_sync):
-            self.sync_netpol(world)
-        own = ipaddress.ip_network(nodes[self.node]["podCIDR"])
-        local_backends = any(ipaddress.ip_address(e.ip) in own for s in served for e in eps.get(s.key, []))
-        self.set_bridge_netfilter(local_backends or bool(world.policies))
-        self.flush_stale_udp(services, eps)
-        self.announce_load_balancers(services, eps)
-        self.health.sync(nodes[self.node]["ip"], services, eps, self.node)
-        running = [(st.namespace, st.ip) for k, st in self.cache.pod_status.items()
-                   if st.ip and (p := state.pods.get(k)) is not None and p.node_name == st.node]
-        self.dns_index = records.build(services, eps, running, state.cluster.cluster_domain, state.cluster.upstream_dns)
-        self.status["endpoints"] = digest(eps)
+        if full or changed_svcs:
+            m.services.set(sum(1 for s in services if s.cluster_ip and not s.headless))
+        m.endpoints.set(sum(map(len, eps.values())))
+        for key in touched:  # a pod of this node behind a ClusterIP (kube-dns's endpoints are nodes)
+            svc = cache.services.get(key)
+            if svc is not None and svc.cluster_ip and not svc.headless and \
+                    any(e.node == self.node for e in eps.get(key, ())):
+                self.local_services.add(key)
+            else:
+                self.local_services.discard(key)
+        if full or changes.keys() & {"policy", "pod", "podstatus", "namespace", "node", "lease"}:
+            world = world_of(state, cache.pod_status, nodes)
+            m.policies.set(len(world.policies))
+            with m.timed(m.netpol_sync):
+                self.sync_netpol(world)
+        self.set_bridge_netfilter(bool(self.local_services) or bool(cache.policies))
+        self.flush_stale_udp(touched, eps)
+        special = {k for k in touched if (s := cache.services.get(k)) is not None
+                   and (s.type == "LoadBalancer" or s.health_check_node_port)}
+        if full or special or self.special & touched or changes.keys() & {"node", "lease"}:
+            self.announce_load_balancers(services, eps)
+            self.health.sync(nodes[self.node]["ip"], services, eps, self.node)
+            self.special = {s.key for s in services if s.type == "LoadBalancer" or s.health_check_node_port}
+        self.sync_dns(touched, changed_pods, full, eps)
+
+    def sync_dns(self, touched: set[str], changed_pods: set[str], full: bool,
+                 eps: Mapping[str, list[Any]]) -> None:
+        """The DNS index: the records of the Services and pods that changed, or all of them after a start."""
+        cache = self.cache
+        cluster = cache.state().cluster
+        if full or self.dns_index.domain != cluster.cluster_domain or not self.dns_index.synced:
+            index = records.new_index(cluster.cluster_domain, cluster.upstream_dns)
+            touched, changed_pods = set(cache.services) | {"kube-system/kube-dns"}, set(cache.pods)
+        else:
+            index = self.dns_index
+        for key in touched:
+            svc = cache.services.get(key) if key != "kube-system/kube-dns" else None
+            if key == "kube-system/kube-dns":
+                svc = kube_dns(cache.state(), cache.node_dicts())[0]
+            if svc is None:
+                index.drop(f"service/{key}")
+            else:
+                index.put(f"service/{key}", *records.service_records(svc, eps.get(key, []), cluster.cluster_domain))
+        for key in changed_pods:
+            pod, st = cache.pods.get(key), cache.pod_status.get(key)
+            if pod is not None and st is not None and st.ip and st.node == pod.node_name:
+                index.put(f"pod/{key}", records.pod_records(pod.namespace, st.ip, cluster.cluster_domain))
+            else:
+                index.drop(f"pod/{key}")
+        index.synced = True
+        self.dns_index = index
 
     def sync_netpol(self, world: Any) -> None:
         """NetworkPolicy for this node's pods: the table written whole once, then only its differences,
@@ -326,7 +378,7 @@ class NodeAgent:
         """Nodes whose agent holds its lease (this one always counts itself)."""
         return [n for n in self.cache.nodes if n == self.node or n in self.cache.leases]
 
-    def announce_load_balancers(self, services: list[Any], eps: dict[str, list[Any]]) -> None:
+    def announce_load_balancers(self, services: list[Any], eps: Mapping[str, list[Any]]) -> None:
         """One live node answers ARP for each LB address (MetalLB L2's per-address election);
         with externalTrafficPolicy Local only nodes with a ready local endpoint stand, as in MetalLB."""
         alive = sorted(self.alive_nodes())
@@ -354,13 +406,18 @@ class NodeAgent:
                 nl.del_address(eth0.index, ipaddress.ip_interface(f"{ip}/32"))
         self.status["loadBalancerIPs"] = sorted(mine)
 
-    def flush_stale_udp(self, services: list[Any], eps: dict[str, list[Any]]) -> None:
+    def flush_stale_udp(self, touched: set[str], eps: Mapping[str, list[Any]]) -> None:
         """When a UDP endpoint goes away, so do the conntrack entries that still point at it."""
-        now = {s.key: {e.ip for e in eps.get(s.key, [])} for s in services if any(p.protocol == "UDP" for p in s.ports)}
-        for key, before in self.endpoint_ips.items():
-            for ip in before - now.get(key, set()):
+        for key in touched:
+            svc = self.cache.services.get(key)
+            now = {e.ip for e in eps.get(key, [])} if svc is not None and any(
+                p.protocol == "UDP" for p in svc.ports) else set()
+            for ip in self.endpoint_ips.get(key, set()) - now:
                 subprocess.run(["conntrack", "-D", "-p", "udp", "--reply-src", ip], capture_output=True)
-        self.endpoint_ips = now
+            if now:
+                self.endpoint_ips[key] = now
+            else:
+                self.endpoint_ips.pop(key, None)
 
     def set_bridge_netfilter(self, on: bool) -> None:
         """Bridged frames pass the IP hooks only when something needs them: a Service backend on

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from ..model.services import Endpoint, Service
 
@@ -18,24 +19,80 @@ TTL = 5
 SCHEMA_VERSION = "1.1.0"
 
 
+Record = tuple[str, str, str]  # (name, type, rdata)
+
+
 @dataclass
 class RecordIndex:
+    """Records by name, each contributed by an owner (a Service or a pod) and replaced per owner.
+
+    `put(owner, ...)` swaps one owner's records for new ones, so a changed Service costs its
+    own records, not the zone. Lists are replaced, never changed in place, so the server's
+    threads read a consistent list; `generation` moves on every change (the wire cache's key).
+    """
+
     domain: str = "cluster.local"
     records: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # name -> [(type, rdata)]
     names: set[str] = field(default_factory=set)                            # every name that exists
     synced: bool = False
     upstreams: tuple[str, ...] = ()
+    generation: int = 0
+    _owned: dict[str, tuple[list[Record], list[str]]] = field(default_factory=dict)
+    _refs: dict[Record, int] = field(default_factory=dict)
+    _name_refs: dict[str, int] = field(default_factory=dict)
 
-    def add(self, name: str, rtype: str, rdata: str) -> None:
-        name = name.lower().rstrip(".") + "."
-        self.records.setdefault(name, [])
-        if (rtype, rdata) not in self.records[name]:
-            self.records[name].append((rtype, rdata))
+    def _exists(self, name: str) -> list[str]:
+        """The name and every parent of it inside the zone (empty non-terminals exist too)."""
         labels = name.rstrip(".").split(".")
-        for i in range(len(labels)):  # every parent inside the zone exists too (empty non-terminals)
+        out = []
+        for i in range(len(labels)):
             parent = ".".join(labels[i:]) + "."
             if parent.endswith(self.domain + ".") or parent == self.domain + ".":
-                self.names.add(parent)
+                out.append(parent)
+        return out
+
+    def put(self, owner: str, recs: list[Record], bare: Sequence[str] = ()) -> None:
+        """`owner`'s records are now `recs` (and `bare`: names that exist with no record)."""
+        recs = [(n.lower().rstrip(".") + ".", t, d) for n, t, d in recs]
+        names = [n.lower().rstrip(".") + "." for n in bare]
+        old = self._owned.pop(owner, None)
+        if old is not None and old == (recs, names):
+            self._owned[owner] = old
+            return
+        if recs or names:
+            self._owned[owner] = (recs, names)
+        touched: set[str] = set()
+        for r in recs:
+            self._refs[r] = self._refs.get(r, 0) + 1
+            touched.add(r[0])
+        for n in [r[0] for r in recs] + names:
+            for e in self._exists(n):
+                self._name_refs[e] = self._name_refs.get(e, 0) + 1
+                self.names.add(e)
+        if old is not None:
+            for r in old[0]:
+                self._refs[r] -= 1
+                if not self._refs[r]:
+                    del self._refs[r]
+                touched.add(r[0])
+            for n in [r[0] for r in old[0]] + old[1]:
+                for e in self._exists(n):
+                    self._name_refs[e] -= 1
+                    if not self._name_refs[e]:
+                        del self._name_refs[e]
+                        self.names.discard(e)
+        for name in touched:  # each list rebuilt in first-seen order, without duplicates
+            have = [(t, d) for t, d in self.records.get(name, []) if (name, t, d) in self._refs]
+            new = [(t, d) for n, t, d in recs if n == name and (t, d) not in have]
+            lst = have + list(dict.fromkeys(new))
+            if lst:
+                self.records[name] = lst
+            else:
+                self.records.pop(name, None)
+        self.generation += 1
+
+    def drop(self, owner: str) -> None:
+        self.put(owner, [], [])
 
     def lookup(self, name: str, rtype: str) -> tuple[str, list[tuple[str, str]]]:
         """('NOERROR' | 'NXDOMAIN', [(type, rdata)]) for a name inside the zone."""
@@ -59,41 +116,54 @@ def reverse(ip: str) -> str:
     return ipaddress.ip_address(ip).reverse_pointer
 
 
-def build(services: list[Service], endpoints: dict[str, list[Endpoint]], pods: list[tuple[str, str]],
-          domain: str = "cluster.local", upstreams: tuple[str, ...] = ()) -> RecordIndex:
-    """`pods`: (namespace, ip) of every running pod."""
-    ix = RecordIndex(domain, upstreams=upstreams)
-    ix.add(f"dns-version.{domain}", "TXT", SCHEMA_VERSION)
-    for svc in services:
-        fqdn = f"{svc.name}.{svc.namespace}.svc.{domain}"
-        if svc.type == "ExternalName":
-            ix.add(fqdn, "CNAME", svc.external_name.rstrip(".") + ".")
+def service_records(svc: Service, endpoints: list[Endpoint], domain: str) -> tuple[list[Record], list[str]]:
+    """A Service's records (and a headless Service's name, which exists even with no endpoint)."""
+    out: list[Record] = []
+    fqdn = f"{svc.name}.{svc.namespace}.svc.{domain}"
+    if svc.type == "ExternalName":
+        return [(fqdn, "CNAME", svc.external_name.rstrip(".") + ".")], []
+    eps = [e for e in endpoints if e.ready]
+    if svc.headless:
+        for e in eps:
+            out.append((fqdn, "A" if ":" not in e.ip else "AAAA", e.ip))
+            host = e.hostname or e.ip.replace(".", "-").replace(":", "-")
+            out.append((f"{host}.{fqdn}", "A" if ":" not in e.ip else "AAAA", e.ip))
+            out.append((reverse(e.ip), "PTR", f"{host}.{fqdn}."))
+    elif svc.cluster_ip:
+        out.append((fqdn, "A" if ":" not in svc.cluster_ip else "AAAA", svc.cluster_ip))
+        out.append((reverse(svc.cluster_ip), "PTR", fqdn + "."))
+    for sp in svc.ports:
+        if not sp.name:
             continue
-        eps = [e for e in endpoints.get(svc.key, []) if e.ready]
+        srv = f"_{sp.name}._{sp.protocol.lower()}.{fqdn}"
         if svc.headless:
             for e in eps:
-                ix.add(fqdn, "A" if ":" not in e.ip else "AAAA", e.ip)
-                host = e.hostname or e.ip.replace(".", "-").replace(":", "-")
-                ix.add(f"{host}.{fqdn}", "A" if ":" not in e.ip else "AAAA", e.ip)
-                ix.add(reverse(e.ip), "PTR", f"{host}.{fqdn}.")
-            if not eps:
-                ix.names.add(fqdn + ".")
-        elif svc.cluster_ip:
-            ix.add(fqdn, "A" if ":" not in svc.cluster_ip else "AAAA", svc.cluster_ip)
-            ix.add(reverse(svc.cluster_ip), "PTR", fqdn + ".")
-        for sp in svc.ports:
-            if not sp.name:
-                continue
-            srv = f"_{sp.name}._{sp.protocol.lower()}.{fqdn}"
-            if svc.headless:
-                for e in eps:
-                    port = e.port_for(sp)
-                    host = e.hostname or e.ip.replace(".", "-")
-                    if port is not None:
-                        ix.add(srv, "SRV", f"0 {100 // max(len(eps), 1)} {port} {host}.{fqdn}.")
-            else:
-                ix.add(srv, "SRV", f"0 100 {sp.port} {fqdn}.")
+                port = e.port_for(sp)
+                host = e.hostname or e.ip.replace(".", "-")
+                if port is not None:
+                    out.append((srv, "SRV", f"0 {100 // max(len(eps), 1)} {port} {host}.{fqdn}."))
+        else:
+            out.append((srv, "SRV", f"0 100 {sp.port} {fqdn}."))
+    return out, [fqdn] if svc.headless and not eps else []
+
+
+def pod_records(namespace: str, ip: str, domain: str) -> list[Record]:
+    return [(f"{ip.replace('.', '-')}.{namespace}.pod.{domain}", "A", ip)]
+
+
+def new_index(domain: str, upstreams: tuple[str, ...] = ()) -> RecordIndex:
+    ix = RecordIndex(domain, upstreams=upstreams)
+    ix.put("dns-version", [(f"dns-version.{domain}", "TXT", SCHEMA_VERSION)])
+    return ix
+
+
+def build(services: list[Service], endpoints: dict[str, list[Endpoint]], pods: list[tuple[str, str]],
+          domain: str = "cluster.local", upstreams: tuple[str, ...] = ()) -> RecordIndex:
+    """The whole index at once. `pods`: (namespace, ip) of every running pod."""
+    ix = new_index(domain, upstreams)
+    for svc in services:
+        ix.put(f"service/{svc.key}", *service_records(svc, endpoints.get(svc.key, []), domain))
     for ns, ip in pods:
-        ix.add(f"{ip.replace('.', '-')}.{ns}.pod.{domain}", "A", ip)
+        ix.put(f"pod/{ns}/{ip}", pod_records(ns, ip, domain))
     ix.synced = True
     return ix

@@ -100,7 +100,7 @@ class Stats:
 
 
 class WireCache:
-    """Encoded answers by query bytes (all but the 2-byte id), valid for one index object.
+    """Encoded answers by query bytes (all but the 2-byte id), valid for one generation of one index.
 
     Answers are a pure function of the index and the query, so a repeated query skips
     parsing and encoding altogether: the cached reply gets the new id and goes out.
@@ -110,12 +110,13 @@ class WireCache:
 
     def __init__(self) -> None:
         self.index: RecordIndex | None = None
+        self.generation = -1
         self.answers: dict[tuple[bool, bytes], bytes] = {}
         self.hits = 0
 
     def get(self, index: RecordIndex, udp: bool, data: bytes) -> bytes | None:
-        if index is not self.index:
-            self.index, self.answers = index, {}
+        if index is not self.index or index.generation != self.generation:
+            self.index, self.generation, self.answers = index, index.generation, {}
             return None
         out = self.answers.get((udp, data[2:]))
         if out is not None:
@@ -123,8 +124,9 @@ class WireCache:
             return data[:2] + out[2:]
         return None
 
-    def put(self, index: RecordIndex, udp: bool, data: bytes, out: bytes) -> None:
-        if index is self.index:
+    def put(self, index: RecordIndex, generation: int, udp: bool, data: bytes, out: bytes) -> None:
+        """Keeps `out`, computed at `generation`, if the index has not moved on since."""
+        if index is self.index and generation == self.generation == index.generation:
             if len(self.answers) >= self.LIMIT:
                 self.answers.clear()
             self.answers[(udp, data[2:])] = out
@@ -134,6 +136,7 @@ def handle(get_index: Callable[[], RecordIndex], data: bytes, stats: Stats, max_
            cache: WireCache | None = None) -> bytes | None:
     t = time.perf_counter()
     index = get_index()
+    generation = index.generation  # read before answering: an answer is kept only for the generation it saw
     if cache is not None and len(data) >= 12:
         hit = cache.get(index, max_udp is not None, data)
         if hit is not None:
@@ -142,7 +145,7 @@ def handle(get_index: Callable[[], RecordIndex], data: bytes, stats: Stats, max_
             return hit
     out, cacheable = _handle(index, data, stats, max_udp)
     if cache is not None and out is not None and cacheable:
-        cache.put(index, max_udp is not None, data, out)
+        cache.put(index, generation, max_udp is not None, data, out)
     stats.observe(time.perf_counter() - t)
     return out
 

@@ -26,18 +26,18 @@ import time
 from typing import Any
 
 from ..agent.endpoints import endpoints_of
-from ..agent.node import pid_alive
+from ..agent.procs import pid_alive
 from ..agent.store import write_json
 from ..kernel import netns
 from ..kernel.links import Netlink
 from ..model import manifest
 from ..model import registry as reg
-from ..model.objects import ClusterState
-from ..services.allocate import AllocationError, allocate
+from ..model.objects import ClusterState, Object
+from ..services.allocate import AllocationError, Ranges, allocate
 from ..sources.cache import Cache
 from ..sources.etcd import EtcdError
 from . import etcd as members
-from .store import ClusterStore, node_status
+from .store import ClusterStore, Snapshot, node_status
 
 LAB_ROOT = os.environ.get("GINGHAM_LAB_ROOT", "/var/lib/gingham/labs")
 UNDERLAY = ipaddress.ip_network("192.168.200.0/24")
@@ -113,7 +113,7 @@ class Lab:
         if etcd_members not in (1, 3, 5):
             raise LabError(f"--etcd-members {etcd_members}: use 1, 3 or 5 (a quorum needs an odd count)")
         # every document is checked, and Service addresses allocated, before anything is built
-        state = self._allocate(manifest.schedule(manifest.parse(files)), None)
+        state, ranges = self._allocate(manifest.schedule(manifest.parse(files)), Snapshot(Cache(), Ranges()))
         t0 = time.monotonic()
         os.makedirs(self.dir, exist_ok=True)
         meta: dict[str, Any] = {"name": self.name, "cluster": state.cluster.name, "netns": [], "agents": {},
@@ -126,7 +126,9 @@ class Lab:
                 members.wait_ready(meta["etcd"])
             except EtcdError as e:
                 raise LabError(str(e)) from None
-            rev = self.store.write(state, nodes)
+            ok, rev = self.store.commit(self.store.snapshot(), reg.spec_keys(state, nodes), ranges)
+            if not ok:
+                raise LabError(f"lab {self.name}: its new datastore was written to by someone else")
             for node in state.cluster.nodes:
                 meta["agents"][node] = self._start_agent(node)
             write_json(self.meta_path, meta)
@@ -252,39 +254,64 @@ class Lab:
 
     # -- changes -----------------------------------------------------------------------
     def apply(self, files: list[str], timeout: float = 60) -> int:
-        cache = self.cache()
-        state = cache.state()
-        new = self._allocate(manifest.schedule(manifest.parse(files, state)), state)
-        rev = self.store.write(new, cache.nodes, cache)
+        rev = self._change(files, delete=False)
         self.wait(rev, timeout)
         return rev
 
     def delete(self, files: list[str], timeout: float = 60) -> int:
-        cache = self.cache()
-        state = cache.state()
-        gone = manifest.parse(files, ClusterState(state.cluster))
-        state = ClusterState(state.cluster, dict(state.namespaces), dict(state.pods), dict(state.objects))
-        for key in gone.pods:
-            state.pods.pop(key, None)
-        for key in gone.objects:
-            state.objects.pop(key, None)
-        rev = self.store.write(state, cache.nodes, cache)
+        rev = self._change(files, delete=True)
         self.wait(rev, timeout)
         return rev
 
     def rewrite(self, timeout: float = 30) -> int:
         """Writes the current state again (a new revision, nothing else changed) and waits for it."""
-        cache = self.cache()
-        rev = self.store.write(cache.state(), cache.nodes, cache)
+        rev = self._change([], delete=False)
         self.wait(rev, timeout)
         return rev
 
+    def _change(self, files: list[str], delete: bool, tries: int = 5) -> int:
+        """One write of the API server's: read what the manifest touches, validate, allocate,
+        commit if nothing read has changed meanwhile (else read again). The new revision."""
+        self.meta()
+        for _ in range(tries):
+            try:
+                snap = self.store.snapshot()
+            except EtcdError as e:
+                raise LabError(f"lab {self.name}: the datastore does not answer ({e})") from None
+            base = snap.cache.state()
+            if delete:
+                gone = manifest.parse(files, ClusterState(base.cluster))
+                keys = [reg.object_key(o.kind, o.namespace, o.name) for o in gone.objects.values()]
+                self.store.fetch(snap, keys)
+                new = ClusterState(base.cluster, dict(base.namespaces),
+                                   {k: p for k, p in base.pods.items() if k not in gone.pods}, {})
+                ranges = snap.ranges.copy()
+                ranges.release({f"{o.namespace}/{o.name}" for o in gone.objects.values() if o.kind == "Service"})
+            else:
+                new = manifest.schedule(manifest.parse(files, base))
+                self.store.fetch(snap, [reg.object_key(o.kind, o.namespace, o.name) for o in new.objects.values()])
+                new, ranges = self._allocate(new, snap)
+            ok, rev = self.store.commit(snap, reg.spec_keys(new, snap.cache.nodes), ranges)
+            if ok:
+                return rev
+        raise LabError(f"lab {self.name}: the datastore changed under this write {tries} times; try again")
+
     @staticmethod
-    def _allocate(state: ClusterState, previous: ClusterState | None) -> ClusterState:
+    def _allocate(state: ClusterState, snap: Snapshot) -> tuple[ClusterState, Ranges]:
+        """The Services of `state` with their ClusterIPs, NodePorts and LB addresses, given what
+        they held before (`snap.objects`) and what every other Service holds (`snap.ranges`)."""
+        services = {f"{o.namespace}/{o.name}": o.raw for o in state.objects.values() if o.kind == "Service"}
+        previous = {f"{o.namespace}/{o.name}": snap.objects[k] for o in state.objects.values()
+                    if o.kind == "Service" and (k := reg.object_key(o.kind, o.namespace, o.name)) in snap.objects}
         try:
-            return allocate(state, previous)
+            raws, ranges = allocate(state.cluster, services, previous, snap.ranges)
         except AllocationError as e:
             raise LabError(f"refused: {e}") from None
+        out = ClusterState(state.cluster, state.namespaces, state.pods, dict(state.objects))
+        for key, raw in raws.items():
+            ns, name = key.split("/", 1)
+            out.objects[f"Service/{ns}/{name}"] = Object("Service", ns, name, raw)
+        return out, ranges
 
     def statuses(self, cache: Cache) -> dict[str, dict[str, Any]]:
         return {n: node_status(cache, n) for n in cache.nodes}
@@ -294,7 +321,7 @@ class Lab:
         has programmed everything written up to then: the state, every pod status and lease."""
         deadline = time.monotonic() + timeout
         while True:
-            cache = self.cache()
+            cache = self.store.status()
             state = cache.state()
             pending = []
             for key, pod in state.pods.items():
@@ -316,7 +343,7 @@ class Lab:
             if time.monotonic() > deadline:
                 logs = "; ".join(self._agent_log_tail(n) for n in state.cluster.nodes)
                 raise LabError(f"lab {self.name} did not converge in {timeout:.0f}s: {', '.join(pending[:5])}. {logs}")
-            time.sleep(0.05)
+            time.sleep(0.005)
 
     def _agent_log_tail(self, node: str) -> str:
         try:
@@ -358,7 +385,7 @@ class Lab:
 
     def services(self, namespace: str | None = None) -> list[dict[str, Any]]:
         cache = self.cache()
-        services, _ = endpoints_of(cache.state(), cache.pod_status, cache.node_dicts())
+        services, _ = endpoints_of(cache.state(), cache.pod_status, cache.node_dicts(), cache.leases)
         out = []
         for s in sorted(services, key=lambda s: s.key):
             if namespace and s.namespace != namespace:
@@ -372,7 +399,7 @@ class Lab:
 
     def endpointslices(self, namespace: str | None = None) -> list[dict[str, Any]]:
         cache = self.cache()
-        _, eps = endpoints_of(cache.state(), cache.pod_status, cache.node_dicts())
+        _, eps = endpoints_of(cache.state(), cache.pod_status, cache.node_dicts(), cache.leases)
         out = []
         for key, lst in sorted(eps.items()):
             ns, name = key.split("/", 1)

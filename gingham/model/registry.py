@@ -11,7 +11,8 @@ have lives under `/registry/gingham.dev/`:
   /registry/gingham.dev/podstatus/<ns>/<name>   a pod's status, written by its node's agent
   /registry/gingham.dev/nodestatus/<node>       what a node's agent has programmed, by itself
   /registry/ranges/serviceips                   allocation, compare-and-swap (Kubernetes' names)
-  /registry/ranges/servicenodeports
+  /registry/ranges/servicenodeports              (each: value -> the Service holding it)
+  /registry/ranges/loadbalancerips
   /registry/namespaces/<name>
   /registry/minions/<node>                      Node: spec.podCIDR, InternalIP, VTEP MAC
   /registry/leases/kube-node-lease/<node>       held under an etcd lease by the node's agent
@@ -42,6 +43,7 @@ PODS = ROOT + "pods/"
 SERVICES = ROOT + "services/specs/"
 RANGE_SERVICE_IPS = ROOT + "ranges/serviceips"
 RANGE_NODE_PORTS = ROOT + "ranges/servicenodeports"
+RANGE_LB_IPS = ROOT + "ranges/loadbalancerips"
 LEASE_TTL = 3  # seconds: a node whose agent is silent this long is gone for the others
 
 _RESOURCES = {"Service": SERVICES, "NetworkPolicy": ROOT + "networkpolicies/",
@@ -143,7 +145,8 @@ def encode_pod_status(s: PodStatus) -> dict[str, Any]:
 
 
 # -- decoding ------------------------------------------------------------------------------
-def _obj(value: bytes) -> dict[str, Any]:
+def document(value: bytes) -> dict[str, Any]:
+    """A value as a JSON object (DecodeError otherwise)."""
     try:
         d = json.loads(value)
     except (ValueError, UnicodeDecodeError) as e:
@@ -174,7 +177,7 @@ def _labels(d: dict[str, Any]) -> dict[str, str]:
 
 
 def decode_cluster(value: bytes) -> Cluster:
-    d = _obj(value)
+    d = document(value)
     return Cluster(_at(d, "metadata.name", str), tuple(_at(d, "spec.nodes", list)), _at(d, "spec.podCIDR", str),
                    _at(d, "spec.serviceCIDR", str), _at(d, "spec.nodeCIDRMaskSize", int), _at(d, "spec.overlay", str),
                    _at(d, "spec.clusterDomain", str), tuple(_at(d, "spec.upstreamDNS", list, [])),
@@ -182,12 +185,12 @@ def decode_cluster(value: bytes) -> Cluster:
 
 
 def decode_namespace(value: bytes) -> Namespace:
-    d = _obj(value)
+    d = document(value)
     return Namespace(_at(d, "metadata.name", str), _labels(d))
 
 
 def decode_node(value: bytes) -> NodeInfo:
-    d = _obj(value)
+    d = document(value)
     addrs = {a.get("type"): a.get("address") for a in _at(d, "status.addresses", list) if isinstance(a, dict)}
     ip = addrs.get("InternalIP")
     if not isinstance(ip, str):
@@ -198,7 +201,7 @@ def decode_node(value: bytes) -> NodeInfo:
 
 
 def decode_pod(value: bytes) -> Pod:
-    d = _obj(value)
+    d = document(value)
     owner = ""
     for ref in _at(d, "metadata.ownerReferences", list, []):
         if isinstance(ref, dict) and ref.get("controller"):
@@ -217,7 +220,7 @@ def decode_pod(value: bytes) -> Pod:
 
 
 def decode_pod_status(value: bytes) -> PodStatus:
-    d = _obj(value)
+    d = document(value)
     st = _at(d, "status", dict)
     ready = any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
                 for c in st.get("conditions") or [])
@@ -230,7 +233,7 @@ def decode_pod_status(value: bytes) -> PodStatus:
 
 def decode_object(key: str, value: bytes) -> Object:
     """Any other namespaced object, kept whole (`raw`) with its kind from the key's resource."""
-    d = _obj(value)
+    d = document(value)
     parts = key[len(ROOT):].split("/")
     if len(parts) < 3:
         raise DecodeError(f"{key}: not /registry/<resource>/<namespace>/<name>")
@@ -258,3 +261,16 @@ def spec_keys(state: ClusterState, nodes: dict[str, NodeInfo]) -> dict[str, byte
     out.update((pod_key(p.namespace, p.name), dumps(encode_pod(p))) for p in state.pods.values())
     out.update((object_key(o.kind, o.namespace, o.name), dumps(o.raw)) for o in state.objects.values())
     return out
+
+
+def encode_range(allocated: dict[Any, str]) -> bytes:
+    """An allocation key's value: every allocated value and the Service ("ns/name") holding it."""
+    return dumps({"allocated": {str(k): v for k, v in allocated.items()}})
+
+
+def decode_range(value: bytes, as_int: bool = False) -> dict[Any, str]:
+    d = _at(document(value), "allocated", dict)
+    try:
+        return {(int(k) if as_int else k): str(v) for k, v in d.items()}
+    except ValueError as e:
+        raise DecodeError(f"allocated: {e}") from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from ..model.services import Endpoint, Service
 from . import ruleset
@@ -33,7 +33,7 @@ class ServiceProxy:
     shared: Counter[Shared] = field(default_factory=Counter)
     full_sync: bool = True
 
-    def sync(self, services: list[Service], endpoints: dict[str, list[Endpoint]],
+    def sync(self, services: list[Service], endpoints: Mapping[str, list[Endpoint]],
              changed: set[str] | None = None) -> str:
         """Brings the kernel to the given state; `changed` (keys) narrows the comparison when known.
 

@@ -104,7 +104,7 @@ class Cache:
             (self.leases.add if value is not None else self.leases.discard)(tail(reg.LEASES))
             changes["lease"].add(tail(reg.LEASES))
         elif key.startswith(reg.NODE_STATUS):
-            _put(self.node_status, tail(reg.NODE_STATUS), None if value is None else reg._obj(value))
+            _put(self.node_status, tail(reg.NODE_STATUS), None if value is None else reg.document(value))
             changes["nodestatus"].add(tail(reg.NODE_STATUS))
         elif key.startswith(reg.POD_STATUS):
             _put(self.pod_status, tail(reg.POD_STATUS), None if value is None else reg.decode_pod_status(value))

@@ -56,7 +56,7 @@ class Event:
     mod_revision: int
 
 
-def _b64(s: str | bytes) -> str:
+def b64(s: str | bytes) -> str:
     return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
 
 
@@ -141,7 +141,7 @@ class Etcd:
 
     # -- kv ----------------------------------------------------------------------------
     def get(self, key: str) -> KV | None:
-        kvs = self.call("/v3/kv/range", {"key": _b64(key)}).get("kvs") or []
+        kvs = self.call("/v3/kv/range", {"key": b64(key)}).get("kvs") or []
         return _kv(kvs[0]) if kvs else None
 
     def range(self, prefix: str, page: int = 2000, keys_only: bool = False) -> tuple[list[KV], int]:
@@ -149,7 +149,7 @@ class Etcd:
         out: list[KV] = []
         start, end, rev = prefix, prefix_end(prefix), 0
         while True:
-            body: dict[str, Any] = {"key": _b64(start), "range_end": _b64(end), "limit": page}
+            body: dict[str, Any] = {"key": b64(start), "range_end": b64(end), "limit": page}
             if rev:
                 body["revision"] = rev
             if keys_only:
@@ -163,19 +163,19 @@ class Etcd:
             start = kvs[-1].key + "\0"
 
     def revision(self) -> int:
-        r = self.call("/v3/kv/range", {"key": _b64("\0"), "count_only": True})
+        r = self.call("/v3/kv/range", {"key": b64("\0"), "count_only": True})
         return int(r["header"]["revision"])
 
     def put(self, key: str, value: bytes, lease: int = 0) -> int:
-        body: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
+        body: dict[str, Any] = {"key": b64(key), "value": b64(value)}
         if lease:
             body["lease"] = str(lease)
         return int(self.call("/v3/kv/put", body)["header"]["revision"])
 
     def delete(self, key: str, prefix: bool = False) -> int:
-        body = {"key": _b64(key)}
+        body = {"key": b64(key)}
         if prefix:
-            body["range_end"] = _b64(prefix_end(key))
+            body["range_end"] = b64(prefix_end(key))
         return int(self.call("/v3/kv/deleterange", body)["header"]["revision"])
 
     def txn(self, compare: list[dict[str, Any]], success: list[dict[str, Any]],
@@ -212,7 +212,7 @@ class Etcd:
             c = self._open(j, self.timeout)
             try:
                 c.request("POST", "/v3/watch", json.dumps({"create_request": {
-                    "key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
+                    "key": b64(prefix), "range_end": b64(prefix_end(prefix)),
                     "start_revision": start_revision}}).encode(), {"Content-Type": "application/json"})
                 resp = c.getresponse()
                 if resp.status != 200:
@@ -271,27 +271,30 @@ class Watch:
 
 
 def op_put(key: str, value: bytes, lease: int = 0) -> dict[str, Any]:
-    req: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
+    req: dict[str, Any] = {"key": b64(key), "value": b64(value)}
     if lease:
         req["lease"] = str(lease)
     return {"request_put": req}
 
 
 def op_delete(key: str) -> dict[str, Any]:
-    return {"request_delete_range": {"key": _b64(key)}}
+    return {"request_delete_range": {"key": b64(key)}}
 
 
 def op_get(key: str) -> dict[str, Any]:
-    return {"request_range": {"key": _b64(key)}}
+    """A txn read of one key, or of every key under it when it ends with "/"."""
+    if key.endswith("/"):
+        return {"request_range": {"key": b64(key), "range_end": b64(prefix_end(key))}}
+    return {"request_range": {"key": b64(key)}}
 
 
 def cmp_mod(key: str, revision: int) -> dict[str, Any]:
     """Holds when `key` was last written at `revision` (0: the key does not exist)."""
-    return {"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)}
+    return {"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)}
 
 
 def cmp_absent(key: str) -> dict[str, Any]:
-    return {"key": _b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+    return {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
 
 
 def kvs_of(response: dict[str, Any]) -> list[KV]:

@@ -1,0 +1,83 @@
+"""EndpointSlices kept current by changed keys: the EndpointSlice controller, incremental and pure.
+
+`EndpointIndex.update` takes the Services and pods that changed and recomputes only the
+Services they touch: a changed Service, or a Service in a changed pod's namespace whose
+selector matches the pod's labels before or after. It answers which Services' endpoints
+changed, which is what the proxy, DNS and the health-check servers need to hear. The
+result equals `derive_endpoints` over everything (a property test checks it).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from .labels import matches
+from .objects import Pod
+from .registry import PodStatus
+from .services import Endpoint, PodView, Service, derive_endpoints
+
+
+def pod_view(pod: Pod, status: PodStatus | None, node_alive: bool = True) -> PodView | None:
+    """A pod as endpoints see it: running on its node with an address, and not terminating.
+
+    A pod whose node has lost its lease is not ready, whatever it last said (the node
+    lifecycle controller's rule): its endpoints stop taking new connections."""
+    if status is None or status.node != pod.node_name or not status.ip or status.terminating:
+        return None
+    return PodView(pod.namespace, pod.name, pod.labels, pod.node_name, status.ip, status.ready and node_alive, False,
+                   tuple((p.name, p.protocol, p.port) for p in pod.ports), pod.name)
+
+
+class EndpointIndex:
+    def __init__(self) -> None:
+        self.endpoints: dict[str, list[Endpoint]] = {}
+        self.services: dict[str, Service] = {}
+        self.views: dict[str, PodView] = {}
+        self._pods_by_ns: dict[str, dict[str, PodView]] = {}
+        self._services_by_ns: dict[str, set[str]] = {}
+
+    def update(self, services: Mapping[str, Service], changed_services: Iterable[str],
+               pods: Mapping[str, PodView | None]) -> set[str]:
+        """`services`: every Service now; `changed_services`: keys that may differ from before;
+        `pods`: each changed pod's view now (None: no longer an endpoint). Returns the Services
+        whose endpoints changed (appeared, went away, or differ)."""
+        dirty: set[str] = set()
+        for key in changed_services:
+            old, new = self.services.get(key), services.get(key)
+            if old is not None:
+                self._services_by_ns.get(old.namespace, set()).discard(key)
+            if new is None:
+                self.services.pop(key, None)
+            else:
+                self.services[key] = new
+                self._services_by_ns.setdefault(new.namespace, set()).add(key)
+            dirty.add(key)
+        for key, view in pods.items():
+            old_view = self.views.pop(key, None)
+            ns = key.split("/", 1)[0]
+            by_ns = self._pods_by_ns.setdefault(ns, {})
+            by_ns.pop(key, None)
+            if view is not None:
+                self.views[key] = view
+                by_ns[key] = view
+            for skey in self._services_by_ns.get(ns, ()):
+                sel = self.services[skey].selector
+                if sel is None:
+                    continue
+                if any(v is not None and matches({"matchLabels": sel}, v.labels) for v in (old_view, view)):
+                    dirty.add(skey)
+        changed = set()
+        for key in dirty:
+            svc = self.services.get(key)
+            if svc is None:
+                if self.endpoints.pop(key, None) is not None:
+                    changed.add(key)
+                continue
+            eps = derive_endpoints([svc], list(self._pods_by_ns.get(svc.namespace, {}).values())).get(key)
+            if eps is None:
+                if self.endpoints.pop(key, None) is not None:
+                    changed.add(key)
+            elif self.endpoints.get(key) != eps:
+                self.endpoints[key] = eps
+                changed.add(key)
+        return changed

@@ -77,9 +77,10 @@ def one_change(lab: Lab, tmp: str, ip: str, name: str) -> tuple[float, float, fl
         f.write(service(name, ip))
     answered: list[float] = []
     stop = threading.Event()
+    client = lab.target_netns("default/client")  # before the clock starts: it reads the datastore
 
     def probe() -> None:
-        with netns.entered(lab.target_netns("default/client")):
+        with netns.entered(client):
             while not stop.is_set():
                 s = socket.socket()
                 s.settimeout(0.05)

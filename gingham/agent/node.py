@@ -190,8 +190,12 @@ class NodeAgent:
                         self.proxy.full_sync = True  # the next sync writes the whole table again
                     full = True
                     self.stop.wait(0.5)
-                # nothing to do until the watch brings a change, or a terminating pod's grace ends
+                # nothing to do until the watch brings a change, or a terminating pod's grace ends;
+                # then what follows within a few ms joins it (a burst of writes, one pass)
                 changes = self.source.wait(self.next_deadline())
+                if changes:
+                    for kind, keys in self.source.settle(quiet=0.003, limit=0.05).items():
+                        changes[kind] |= keys
         finally:
             self.lease.stop()
             self.source.stop()
@@ -209,7 +213,16 @@ class NodeAgent:
         return max(0.01, min(ends)) if ends else 1.0
 
     def sync(self, changes: Changes, full: bool) -> None:
-        """One pass: the parts of the node that the changes concern."""
+        """One pass: the parts of the node that the changes concern (logged when it is slow)."""
+        t0 = time.monotonic()
+        self._sync(changes, full)
+        took = time.monotonic() - t0
+        if took > 0.2:
+            what = ", ".join(f"{len(v)} {k}" for k, v in sorted(changes.items()))
+            print(f"agent {self.node}: {'full ' if full else ''}sync of {what or 'nothing'} took {took:.2f}s",
+                  file=sys.stderr, flush=True)
+
+    def _sync(self, changes: Changes, full: bool) -> None:
         mine = self.load_pods()
         pods_changed = any(k in mine or (p := self.cache.pods.get(k)) is not None and p.node_name == self.node
                            for k in changes.get("pod", ()))
@@ -305,7 +318,7 @@ class NodeAgent:
         m.proxy_last.set_to_current_time()
         if full or changed_svcs:
             m.services.set(sum(1 for s in services if s.cluster_ip and not s.headless))
-        m.endpoints.set(sum(map(len, eps.values())))
+        m.endpoints.set(sum(map(len, self.eps.endpoints.values())) + len(dns_eps))
         for key in touched:  # a pod of this node behind a ClusterIP (kube-dns's endpoints are nodes)
             svc = cache.services.get(key)
             if svc is not None and svc.cluster_ip and not svc.headless and \

@@ -37,7 +37,7 @@ from ..services.allocate import AllocationError, Ranges, allocate
 from ..sources.cache import Cache
 from ..sources.etcd import EtcdError
 from . import etcd as members
-from .store import ClusterStore, Snapshot, node_status
+from .store import SERVICES, STATUS, ClusterStore, Snapshot, node_status
 
 LAB_ROOT = os.environ.get("GINGHAM_LAB_ROOT", "/var/lib/gingham/labs")
 UNDERLAY = ipaddress.ip_network("192.168.200.0/24")
@@ -87,11 +87,11 @@ class Lab:
         except OSError:
             raise LabError(f"no lab named {self.name!r} is up (gingham lab list)") from None
 
-    def cache(self) -> Cache:
-        """Everything in the datastore, typed (one listing)."""
+    def cache(self, what: tuple[str, ...] | None = None) -> Cache:
+        """Everything in the datastore, or the keys under the prefixes `what`, typed (one read)."""
         meta = self.meta()
         try:
-            return self.store.read()
+            return self.store.read(what)
         except EtcdError as e:
             raise LabError(f"lab {self.name}: the datastore does not answer ({e}); "
                            f"its etcd members: {', '.join(m['ip'] for m in meta.get('etcd') or [])}") from None
@@ -101,7 +101,7 @@ class Lab:
         return cache.state(), {"nodes": cache.node_dicts(), "revision": cache.spec_revision}
 
     def status(self, node: str) -> dict[str, Any]:
-        return node_status(self.cache(), node)
+        return node_status(self.cache(STATUS), node)
 
     def revision(self) -> int:
         return self.store.revision()
@@ -355,7 +355,7 @@ class Lab:
 
     # -- reading -----------------------------------------------------------------------
     def nodes(self) -> list[dict[str, Any]]:
-        cache = self.cache()
+        cache = self.cache(STATUS)
         out = []
         for node in cache.state().cluster.nodes:
             n = cache.nodes[node]
@@ -366,7 +366,7 @@ class Lab:
         return out
 
     def pods(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        cache = self.cache()
+        cache = self.cache(STATUS)
         out = []
         for key, p in sorted(cache.pods.items()):
             if namespace and p.namespace != namespace:
@@ -384,7 +384,7 @@ class Lab:
         return self.ns(f"pod-{namespace}.{name}")
 
     def services(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        cache = self.cache()
+        cache = self.cache(SERVICES)
         services, _ = endpoints_of(cache.state(), cache.pod_status, cache.node_dicts(), cache.leases)
         out = []
         for s in sorted(services, key=lambda s: s.key):
@@ -398,7 +398,7 @@ class Lab:
         return out
 
     def endpointslices(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        cache = self.cache()
+        cache = self.cache(SERVICES)
         _, eps = endpoints_of(cache.state(), cache.pod_status, cache.node_dicts(), cache.leases)
         out = []
         for key, lst in sorted(eps.items()):
@@ -420,7 +420,7 @@ class Lab:
         if not name:
             raise LabError(f"target {target!r}: use NAMESPACE/POD, node/NAME or external")
         if kind == "node":
-            state, _ = self.state()
+            state = self.cache(STATUS).state()
             if name not in state.cluster.nodes:
                 raise LabError(f"no node {name!r} in lab {self.name} ({', '.join(state.cluster.nodes)})")
             return netns.path_of(self.ns(f"node-{name}"))
@@ -439,10 +439,10 @@ class Lab:
         except ValueError:
             pass
         if dest.startswith("node/"):
-            _, doc = self.state()
+            nodes = self.cache(STATUS).nodes
             node = dest.split("/", 1)[1]
-            if node in doc["nodes"]:
-                return str(doc["nodes"][node]["ip"])
+            if node in nodes:
+                return nodes[node].ip
         if dest == "external":
             return EXTERNAL_IP
         ns, _, name = dest.partition("/")
@@ -456,7 +456,7 @@ class Lab:
     def _dns(self, name: str, source: str) -> str:
         from dnslib import QTYPE, DNSRecord
 
-        state, _ = self.state()
+        state = self.cache(STATUS).state()
         dom = state.cluster.cluster_domain
         server = state.cluster.dns_ip
         src_ns = source.split("/")[0] if "/" in source and not source.startswith("node/") else "default"

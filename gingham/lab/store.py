@@ -21,6 +21,7 @@ from ..sources.etcd import KV, Etcd, cmp_mod, kvs_of, op_delete, op_get, op_put
 
 BASE = (reg.CLUSTER, reg.NAMESPACES, reg.NODES, reg.PODS, reg.ROOT + "ranges/")
 STATUS = (reg.CLUSTER, reg.REVISION, reg.NODES, reg.PODS, reg.POD_STATUS, reg.NODE_STATUS, reg.LEASES)
+SERVICES = STATUS + (reg.SERVICES,)  # what Services and their endpoints are derived from
 
 
 @dataclass

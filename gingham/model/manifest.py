@@ -60,12 +60,17 @@ class _Doc:
         return cur
 
 
+# libyaml's safe loader when PyYAML was built with it: the pure-Python one took 8 s for
+# 10,000 Services, the C one a tenth of that; both build the same plain objects.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_documents(paths: Iterable[str]) -> list[_Doc]:
     docs = []
     for path in paths:
         try:
             with open(path) as f:
-                loaded = list(yaml.safe_load_all(f))
+                loaded = list(yaml.load_all(f, Loader=_LOADER))
         except OSError as e:
             raise ManifestError(path, 0, "-", "-", f"cannot read: {e.strerror}") from e
         except yaml.YAMLError as e:

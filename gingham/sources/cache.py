@@ -241,7 +241,10 @@ class Source:
                 events: list[Event] = payload
                 for e in events:
                     self.cache.apply(e.key, e.value, changes, e.mod_revision)
-                self.cache.revision = max(self.cache.revision, rev)
+                # a response's header may already be past its events (the next response brings the
+                # rest): what the cache holds is up to its last event, or the header of an empty one
+                done = max(e.mod_revision for e in events) if events else rev
+                self.cache.revision = max(self.cache.revision, done)
             try:
                 item = self._q.get_nowait()
             except queue.Empty:

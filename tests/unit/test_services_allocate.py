@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gingham.model.objects import Cluster
+from gingham.model.services import parse_service
 from gingham.services.allocate import AllocationError, Ranges, allocate, ranges_of
 
 CLUSTER = Cluster(load_balancer_pool="192.168.200.200-192.168.200.201")
@@ -69,6 +70,8 @@ def test_written_in_batches_no_value_is_held_twice_and_the_ranges_stay_exact(kin
         raws, ranges = allocate(CLUSTER, chunk, {k: everything[k] for k in chunk if k in everything}, ranges)
         everything.update(raws)
     assert ranges == ranges_of(everything, CLUSTER)
+    for key, raw in everything.items():  # allocated values are valid Service fields
+        parse_service(*key.split("/"), raw, CLUSTER.service_cidr)
     ips = [r["spec"]["clusterIP"] for r in everything.values()]
     ports = [p["nodePort"] for r in everything.values() for p in r["spec"]["ports"] if p.get("nodePort")]
     ports += [r["spec"]["healthCheckNodePort"] for r in everything.values() if r["spec"].get("healthCheckNodePort")]

@@ -53,6 +53,7 @@ from ..sources.cache import Changes, Source
 from ..sources.etcd import Etcd, EtcdError, op_delete, op_put
 from ..sources.lease import NodeLease
 from ..model.endpoints import EndpointIndex, pod_view
+from ..model.services import Service
 from .endpoints import kube_dns, world_of
 from .health import HealthServers
 from .metrics import METRICS_PORT, AgentMetrics, serve_metrics
@@ -122,6 +123,8 @@ class NodeAgent:
         self.eps: EndpointIndex | None = None  # EndpointSlices, kept by changed keys
         self.local_services: set[str] = set()  # Services with an endpoint on this node
         self.special: set[str] = set()  # LoadBalancer and health-check Services, as last announced
+        self.services: dict[str, Service] = {}  # every Service and kube-dns, by key
+        self.served: set[str] = set()  # those with a ClusterIP (not headless, not ExternalName)
         self.bridge_nf: bool | None = None  # this node's pod statuses, as last written
         self.lease = NodeLease(self.etcd, reg.LEASES + node, reg.dumps({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -303,7 +306,21 @@ class NodeAgent:
         dns_svc, dns_eps = kube_dns(state, nodes)
         if full or "node" in changes or self.proxy is None:
             touched.add(dns_svc.key)
-        services = [*cache.services.values(), dns_svc]
+        if full:  # every Service with kube-dns, kept by changed keys (a list of 30,000 was rebuilt each pass)
+            self.services = {**cache.services, dns_svc.key: dns_svc}
+            self.served = set()
+        for key in changed_svcs:
+            svc = cache.services.get(key)
+            if svc is None:
+                self.services.pop(key, None)
+            else:
+                self.services[key] = svc
+            if svc is not None and svc.cluster_ip and not svc.headless:
+                self.served.add(key)
+            else:
+                self.served.discard(key)
+        self.services[dns_svc.key] = dns_svc
+        services = self.services
         eps = ChainMap({dns_svc.key: dns_eps}, self.eps.endpoints)
         ctx = NodeContext(self.node, nodes[self.node]["ip"], state.cluster.pod_cidr, state.cluster.service_cidr)
         if self.proxy is None or self.proxy.ctx != ctx:
@@ -316,8 +333,7 @@ class NodeAgent:
             m.proxy_failures.inc()
             raise
         m.proxy_last.set_to_current_time()
-        if full or changed_svcs:
-            m.services.set(sum(1 for s in services if s.cluster_ip and not s.headless))
+        m.services.set(len(self.served) + 1)  # and kube-dns
         m.endpoints.set(sum(map(len, self.eps.endpoints.values())) + len(dns_eps))
         for key in touched:  # a pod of this node behind a ClusterIP (kube-dns's endpoints are nodes)
             svc = cache.services.get(key)
@@ -336,9 +352,10 @@ class NodeAgent:
         special = {k for k in touched if (s := cache.services.get(k)) is not None
                    and (s.type == "LoadBalancer" or s.health_check_node_port)}
         if full or special or self.special & touched or changes.keys() & {"node", "lease"}:
-            self.announce_load_balancers(services, eps)
-            self.health.sync(nodes[self.node]["ip"], services, eps, self.node)
-            self.special = {s.key for s in services if s.type == "LoadBalancer" or s.health_check_node_port}
+            every = list(services.values())
+            self.announce_load_balancers(every, eps)
+            self.health.sync(nodes[self.node]["ip"], every, eps, self.node)
+            self.special = {s.key for s in every if s.type == "LoadBalancer" or s.health_check_node_port}
         self.sync_dns(touched, changed_pods, full, eps)
 
     def sync_dns(self, touched: set[str], changed_pods: set[str], full: bool,

@@ -9,10 +9,15 @@ import sys
 import time
 from typing import Any
 
-from ..kernel import netns
-from ..model.manifest import ManifestError
-from .cluster import Lab, LabError, list_labs
-from .probe import probe
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: `gingham lab apply` should not pay for `lab trace`
+    from .cluster import Lab
+
+
+def _lab(name: str) -> Lab:
+    from .cluster import Lab
+    return Lab(name)
 
 
 def _print(args: argparse.Namespace, rows: Any, cols: list[str] | None = None) -> None:
@@ -32,7 +37,7 @@ def _print(args: argparse.Namespace, rows: Any, cols: list[str] | None = None) -
 
 
 def cmd_up(a: argparse.Namespace) -> int:
-    lab = Lab(a.name)
+    lab = _lab(a.name)
     meta = lab.up(a.file, etcd_members=a.etcd_members)
     if a.output == "json":
         _print(a, {"lab": a.name, "seconds": meta["upSeconds"], "nodes": lab.nodes(), "pods": lab.pods()})
@@ -47,19 +52,20 @@ def cmd_up(a: argparse.Namespace) -> int:
 
 
 def cmd_down(a: argparse.Namespace) -> int:
-    removed = Lab(a.name).down()
+    removed = _lab(a.name).down()
     _print(a, {"lab": a.name, "removed": removed} if a.output == "json" else
            f"lab {a.name}: removed {len(removed)} namespaces" if removed else f"lab {a.name}: nothing to remove")
     return 0
 
 
 def cmd_list(a: argparse.Namespace) -> int:
+    from .cluster import list_labs
     _print(a, list_labs(), ["name", "cluster", "nodes", "pods", "overlay"])
     return 0
 
 
 def cmd_apply(a: argparse.Namespace) -> int:
-    lab = Lab(a.name)
+    lab = _lab(a.name)
     t = time.monotonic()
     rev = (lab.apply if a.cmd == "apply" else lab.delete)(a.file)
     _print(a, {"lab": a.name, "revision": rev, "seconds": round(time.monotonic() - t, 2)} if a.output == "json"
@@ -68,7 +74,7 @@ def cmd_apply(a: argparse.Namespace) -> int:
 
 
 def cmd_get(a: argparse.Namespace) -> int:
-    lab = Lab(a.name)
+    lab = _lab(a.name)
     if a.what in ("nodes", "node"):
         _print(a, lab.nodes(), ["name", "ip", "podCIDR", "overlay", "pods", "status"])
     elif a.what in ("pods", "pod"):
@@ -89,16 +95,19 @@ def cmd_get(a: argparse.Namespace) -> int:
 
 
 def cmd_exec(a: argparse.Namespace) -> int:
-    path = Lab(a.name).target_netns(a.target)
+    path = _lab(a.name).target_netns(a.target)
     cmd = [c for c in a.command if c != "--"] if a.command and a.command[0] == "--" else a.command
     if not cmd:
+        from .cluster import LabError
         raise LabError("give a command after --, e.g. gingham lab exec default/web-0 -- ip addr")
     os.execvp("ip", ["ip", "netns", "exec", os.path.basename(path), *cmd])
     return 1
 
 
 def cmd_probe(a: argparse.Namespace) -> int:
-    lab = Lab(a.name)
+    from ..kernel import netns
+    from .probe import probe
+    lab = _lab(a.name)
     src = lab.target_netns(a.source)
     dst = lab.resolve(a.dest, a.source)
     t = time.monotonic()
@@ -118,7 +127,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
 
 def cmd_trace(a: argparse.Namespace) -> int:
     from .trace import describe, trace_connection
-    r = trace_connection(Lab(a.name), a.source, a.dest, a.port, a.protocol)
+    r = trace_connection(_lab(a.name), a.source, a.dest, a.port, a.protocol)
     _print(a, r) if a.output == "json" else print(describe(r))
     return 0
 
@@ -168,6 +177,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
+    from ..model.manifest import ManifestError
+    from .cluster import LabError
     try:
         return int(a.fn(a))
     except ManifestError as e:

@@ -25,15 +25,13 @@ import sys
 import time
 from typing import Any
 
-from ..agent.endpoints import endpoints_of
 from ..agent.procs import pid_alive
 from ..agent.store import write_json
 from ..kernel import netns
-from ..kernel.links import Netlink
 from ..model import manifest
 from ..model import registry as reg
 from ..model.objects import ClusterState, Object
-from ..services.allocate import AllocationError, Ranges, allocate
+from ..services.allocate import AllocationError, Ranges, allocate, held_by
 from ..sources.cache import Cache
 from ..sources.etcd import EtcdError
 from . import etcd as members
@@ -113,7 +111,8 @@ class Lab:
         if etcd_members not in (1, 3, 5):
             raise LabError(f"--etcd-members {etcd_members}: use 1, 3 or 5 (a quorum needs an odd count)")
         # every document is checked, and Service addresses allocated, before anything is built
-        state, ranges = self._allocate(manifest.schedule(manifest.parse(files)), Snapshot(Cache(), Ranges()))
+        parsed = manifest.schedule(manifest.parse(files))
+        state, ranges = self._allocate(parsed, Snapshot(Cache(), Ranges.empty(parsed.cluster)))
         t0 = time.monotonic()
         os.makedirs(self.dir, exist_ok=True)
         meta: dict[str, Any] = {"name": self.name, "cluster": state.cluster.name, "netns": [], "agents": {},
@@ -141,6 +140,7 @@ class Lab:
         return meta
 
     def _build(self, state: ClusterState, meta: dict[str, Any], etcd_members: int) -> dict[str, reg.NodeInfo]:
+        from ..kernel.links import Netlink
         underlay = self._add_ns(meta, "underlay")
         with netns.entered(underlay), Netlink() as nl:
             nl.ensure_bridge("ul0")
@@ -286,7 +286,9 @@ class Lab:
                 new = ClusterState(base.cluster, dict(base.namespaces),
                                    {k: p for k, p in base.pods.items() if k not in gone.pods}, {})
                 ranges = snap.ranges.copy()
-                ranges.release({f"{o.namespace}/{o.name}" for o in gone.objects.values() if o.kind == "Service"})
+                for key, doc in snap.objects.items():
+                    if key.startswith(reg.SERVICES):
+                        ranges.release(key[len(reg.SERVICES):], doc)
             else:
                 new = manifest.schedule(manifest.parse(files, base))
                 self.store.fetch(snap, [reg.object_key(o.kind, o.namespace, o.name) for o in new.objects.values()])
@@ -296,8 +298,7 @@ class Lab:
                 return rev
         raise LabError(f"lab {self.name}: the datastore changed under this write {tries} times; try again")
 
-    @staticmethod
-    def _allocate(state: ClusterState, snap: Snapshot) -> tuple[ClusterState, Ranges]:
+    def _allocate(self, state: ClusterState, snap: Snapshot) -> tuple[ClusterState, Ranges]:
         """The Services of `state` with their ClusterIPs, NodePorts and LB addresses, given what
         they held before (`snap.objects`) and what every other Service holds (`snap.ranges`)."""
         services = {f"{o.namespace}/{o.name}": o.raw for o in state.objects.values() if o.kind == "Service"}
@@ -306,12 +307,28 @@ class Lab:
         try:
             raws, ranges = allocate(state.cluster, services, previous, snap.ranges)
         except AllocationError as e:
-            raise LabError(f"refused: {e}") from None
+            raise LabError(f"refused: {self._holder(e, services)}") from None
         out = ClusterState(state.cluster, state.namespaces, state.pods, dict(state.objects))
         for key, raw in raws.items():
             ns, name = key.split("/", 1)
             out.objects[f"Service/{ns}/{name}"] = Object("Service", ns, name, raw)
         return out, ranges
+
+    def _holder(self, e: AllocationError, written: dict[str, dict[str, Any]]) -> str:
+        """The refusal, naming the Service that holds the value: one being written, kube-dns,
+        or one in the datastore (looked up only on this path: the allocation keys say what is
+        taken, not by whom)."""
+        if e.taken is None:
+            return str(e)
+        kind, value = e.taken
+        docs = dict(written)
+        if self.exists():
+            docs.update((f"{o.namespace}/{o.name}", o.raw) for o in self.cache(SERVICES).objects.values()
+                        if o.kind == "Service")
+        for key, raw in docs.items():
+            if key.split("/", 1)[1] != e.obj and any(k == kind and v == value for k, v in held_by(key, raw)):
+                return str(e).replace("another Service", f"Service {key}")
+        return str(e)
 
     def statuses(self, cache: Cache) -> dict[str, dict[str, Any]]:
         return {n: node_status(cache, n) for n in cache.nodes}
@@ -384,6 +401,7 @@ class Lab:
         return self.ns(f"pod-{namespace}.{name}")
 
     def services(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        from ..agent.endpoints import endpoints_of
         cache = self.cache(SERVICES)
         services, _ = endpoints_of(cache.state(), cache.pod_status, cache.node_dicts(), cache.leases)
         out = []
@@ -398,6 +416,7 @@ class Lab:
         return out
 
     def endpointslices(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        from ..agent.endpoints import endpoints_of
         cache = self.cache(SERVICES)
         _, eps = endpoints_of(cache.state(), cache.pod_status, cache.node_dicts(), cache.leases)
         out = []

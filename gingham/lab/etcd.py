@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 from ..kernel import netns
-from ..kernel.links import Netlink
 from ..sources.etcd import Connect, Etcd, EtcdError
 
 CLIENT_PORT, PEER_PORT = 2379, 2380
@@ -62,6 +61,7 @@ def launch(m: dict[str, Any], initial: str, token: str) -> int:
 
 def wire(member_ns: str, underlay_ns: str, ip: str, prefixlen: int, port: str) -> None:
     """The member's eth0 on the underlay bridge, and its loopback."""
+    from ..kernel.links import Netlink
     ul_fd = netns.open_ns(netns.path_of(underlay_ns))
     try:
         with netns.entered(netns.path_of(member_ns)), Netlink() as nl:

@@ -10,12 +10,13 @@ loser reads again and retries. Each commit rewrites the revision marker, so ever
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..model import registry as reg
-from ..services.allocate import Ranges
+from ..services.allocate import Bitmap, Ranges
 from ..sources.cache import Cache, Changes
 from ..sources.etcd import KV, Etcd, cmp_mod, kvs_of, op_delete, op_get, op_put
 
@@ -61,13 +62,14 @@ class ClusterStore:
         cache = Cache(log=lambda msg: None)
         cache.load([(kv.key, kv.value, kv.mod_revision) for kv in kvs], rev, defaultdict(set))
         got = {kv.key: kv for kv in kvs}
-        ranges = Ranges()
+        ranges = Ranges.empty(cache.cluster) if cache.cluster is not None else Ranges()
         if reg.RANGE_SERVICE_IPS in got:
-            ranges.ips = reg.decode_range(got[reg.RANGE_SERVICE_IPS].value)
+            ranges.cidr, data = reg.decode_bitmap(got[reg.RANGE_SERVICE_IPS].value)
+            ranges.ips = Bitmap(ipaddress.ip_network(ranges.cidr).num_addresses, data)
         if reg.RANGE_NODE_PORTS in got:
-            ranges.ports = reg.decode_range(got[reg.RANGE_NODE_PORTS].value, as_int=True)
+            ranges.ports = Bitmap(ranges.ports.size, reg.decode_bitmap(got[reg.RANGE_NODE_PORTS].value)[1])
         if reg.RANGE_LB_IPS in got:
-            ranges.lbs = reg.decode_range(got[reg.RANGE_LB_IPS].value)
+            ranges.lbs = reg.decode_holders(got[reg.RANGE_LB_IPS].value)
         revisions = {kv.key: kv.mod_revision for kv in kvs}
         for k in (reg.RANGE_SERVICE_IPS, reg.RANGE_NODE_PORTS, reg.RANGE_LB_IPS):
             revisions.setdefault(k, 0)  # "still absent" is part of what was read
@@ -93,9 +95,9 @@ class ClusterStore:
         have = snap.cache.raw
         ops = [op_put(k, v) for k, v in want.items() if have.get(k) != v]
         ops += [op_delete(k) for k in have if reg.is_spec(k) and k not in want]
-        for key, value in ((reg.RANGE_SERVICE_IPS, reg.encode_range(ranges.ips)),
-                           (reg.RANGE_NODE_PORTS, reg.encode_range(ranges.ports)),
-                           (reg.RANGE_LB_IPS, reg.encode_range(ranges.lbs))):
+        for key, value in ((reg.RANGE_SERVICE_IPS, reg.encode_bitmap(ranges.cidr, bytes(ranges.ips.data))),
+                           (reg.RANGE_NODE_PORTS, reg.encode_bitmap("30000-32767", bytes(ranges.ports.data))),
+                           (reg.RANGE_LB_IPS, reg.encode_holders(ranges.lbs))):
             if have.get(key) != value:
                 ops.append(op_put(key, value))
         ops.append(op_put(reg.REVISION, b"{}"))

@@ -10,9 +10,9 @@ have lives under `/registry/gingham.dev/`:
                                                 mod_revision is the desired state's revision
   /registry/gingham.dev/podstatus/<ns>/<name>   a pod's status, written by its node's agent
   /registry/gingham.dev/nodestatus/<node>       what a node's agent has programmed, by itself
-  /registry/ranges/serviceips                   allocation, compare-and-swap (Kubernetes' names)
-  /registry/ranges/servicenodeports              (each: value -> the Service holding it)
-  /registry/ranges/loadbalancerips
+  /registry/ranges/serviceips                   allocation, compare-and-swap (Kubernetes' names):
+  /registry/ranges/servicenodeports              {"range", "data": base64 bitmap}, as RangeAllocation
+  /registry/ranges/loadbalancerips               {"allocated": {address: "ns/name"}}
   /registry/namespaces/<name>
   /registry/minions/<node>                      Node: spec.podCIDR, InternalIP, VTEP MAC
   /registry/leases/kube-node-lease/<node>       held under an etcd lease by the node's agent
@@ -25,6 +25,7 @@ Spec keys are written by the lab (the API server's part), status keys by their o
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -263,14 +264,23 @@ def spec_keys(state: ClusterState, nodes: dict[str, NodeInfo]) -> dict[str, byte
     return out
 
 
-def encode_range(allocated: dict[Any, str]) -> bytes:
-    """An allocation key's value: every allocated value and the Service ("ns/name") holding it."""
-    return dumps({"allocated": {str(k): v for k, v in allocated.items()}})
+def encode_bitmap(range_: str, data: bytes) -> bytes:
+    """A RangeAllocation: the range and one bit per value, set when it is taken."""
+    return dumps({"range": range_, "data": base64.b64encode(data).decode()})
 
 
-def decode_range(value: bytes, as_int: bool = False) -> dict[Any, str]:
-    d = _at(document(value), "allocated", dict)
+def decode_bitmap(value: bytes) -> tuple[str, bytes]:
+    d = document(value)
     try:
-        return {(int(k) if as_int else k): str(v) for k, v in d.items()}
+        return _at(d, "range", str), base64.b64decode(_at(d, "data", str), validate=True)
     except ValueError as e:
-        raise DecodeError(f"allocated: {e}") from None
+        raise DecodeError(f"data: {e}") from None
+
+
+def encode_holders(allocated: dict[str, str]) -> bytes:
+    """Allocated values and the Service ("ns/name") holding each."""
+    return dumps({"allocated": allocated})
+
+
+def decode_holders(value: bytes) -> dict[str, str]:
+    return {str(k): str(v) for k, v in _at(document(value), "allocated", dict).items()}

@@ -33,14 +33,15 @@ class ServiceProxy:
     shared: Counter[Shared] = field(default_factory=Counter)
     full_sync: bool = True
 
-    def sync(self, services: list[Service], endpoints: Mapping[str, list[Endpoint]],
+    def sync(self, services: Mapping[str, Service] | list[Service], endpoints: Mapping[str, list[Endpoint]],
              changed: set[str] | None = None) -> str:
         """Brings the kernel to the given state; `changed` (keys) narrows the comparison when known.
+        `services` is a list, or a mapping by key (what an agent keeps, so it is not rebuilt).
 
         Work is proportional to the Services that changed, except for two set operations on
         the keys (C speed) that find Services that appeared or went away.
         """
-        by_key = {s.key: s for s in services}
+        by_key = services if isinstance(services, Mapping) else {s.key: s for s in services}
         if changed is None or self.full_sync:
             keys = set(by_key) | set(self.inputs)
         else:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gingham.lab.cluster import Lab
-from gingham.lab.netpol_cli import kernel_matrix, probe_matrix, world_from_lab
+from gingham.lab.netpol_cmds import kernel_matrix, probe_matrix, world_from_lab
 from gingham.lab.trace import trace_connection
 from gingham.netpol.evaluate import evaluate
 

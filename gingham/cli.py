@@ -59,8 +59,10 @@ def _agent(args: argparse.Namespace) -> int:
             print("gingham agent: --etcd needs --node NAME (the node this agent runs)", file=sys.stderr)
             return 2
         from .agent.node import NodeAgent
+        from .lab.supervisor import ZygoteWorkloads
         state_dir = args.state_dir or os.path.join("/var/lib/gingham/node", args.node)
-        NodeAgent(args.etcd, args.node, state_dir, args.netns_prefix).run()
+        os.makedirs(state_dir, exist_ok=True)
+        NodeAgent(args.etcd, args.node, state_dir, ZygoteWorkloads(state_dir), args.netns_prefix).run()
         return 0
     from .agent import cni_server
     cni_server.warm_up()

@@ -108,3 +108,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     zygote() if sys.argv[1:] == ["--zygote"] else main()
+

@@ -1,0 +1,182 @@
+"""kubelet's part of the agent: this node's pods, each a network namespace attached through CNI.
+
+`pod_actions` (pure) decides from the wanted pods and the node's records what to do: a
+pod that is no longer wanted first leaves every Service's endpoints (terminating), and is
+torn down after the grace period. `PodController` carries it out (netns, CNI ADD/DEL with
+kubelet's CNI_ARGS, resolv.conf, the workload through agent/workloads.py) and publishes
+the pods' statuses to the datastore. Its records (`pods.json`) are the node's own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import sys
+import time
+from typing import Any
+
+from ..cni.runtime import Attachment, Network, Runtime
+from ..cni.spec import CNIError
+from ..kernel import netns
+from ..model import registry as reg
+from ..model.objects import Cluster, ClusterState, Pod
+from ..sources.cache import Cache
+from ..sources.etcd import Etcd, op_delete, op_put
+from .store import write_json
+from .workloads import Workloads
+
+# A removed pod keeps running this long, out of every Service's endpoints, before it is torn
+# down (terminationGracePeriodSeconds; 30 s in Kubernetes, short in a lab).
+GRACE_SECONDS = 1.5
+
+
+def pod_actions(wanted: set[str], records: dict[str, dict[str, Any]], now: float,
+                grace: float = GRACE_SECONDS) -> tuple[list[str], list[str]]:
+    """(pods to mark terminating, pods to tear down) among the records no longer wanted."""
+    gone = [k for k in records if k not in wanted]
+    return ([k for k in gone if not records[k].get("terminating")],
+            [k for k in gone if records[k].get("terminating") and now - records[k]["terminating"] > grace])
+
+
+def container_id(pod: Pod) -> str:
+    return f"{pod.namespace}.{pod.name}"
+
+
+class PodController:
+    def __init__(self, node: str, state_dir: str, rt: Runtime, netns_prefix: str, workloads: Workloads,
+                 etcd: Etcd) -> None:
+        self.node, self.dir, self.rt = node, state_dir, rt
+        self.netns_prefix, self.workloads, self.etcd = netns_prefix, workloads, etcd
+        self.path = os.path.join(state_dir, "pods.json")
+        self.published: dict[str, reg.PodStatus] | None = None  # as last written to the datastore
+
+    # -- records -------------------------------------------------------------------
+    def load(self) -> dict[str, dict[str, Any]]:
+        try:
+            with open(self.path) as f:
+                return dict(json.load(f))
+        except (OSError, ValueError):
+            return {}
+
+    def save(self, pods: dict[str, dict[str, Any]]) -> None:
+        write_json(self.path, pods)
+
+    def terminating_due(self) -> bool:
+        """A terminating pod's grace period is over: it is time to tear it down."""
+        return any(r.get("terminating") and time.time() - r["terminating"] > GRACE_SECONDS
+                   for r in self.load().values())
+
+    def next_deadline(self) -> float:
+        """Seconds until a terminating pod's grace ends (1 s when none is)."""
+        ends = [r["terminating"] + GRACE_SECONDS - time.time() for r in self.load().values() if r.get("terminating")]
+        return max(0.01, min(ends)) if ends else 1.0
+
+    def mine(self, keys: set[str], cache: Cache) -> bool:
+        """Whether any of these pod keys is, or was, this node's."""
+        have = self.load()
+        return any(k in have or (p := cache.pods.get(k)) is not None and p.node_name == self.node for k in keys)
+
+    # -- reconcile -------------------------------------------------------------------
+    def reconcile(self, state: ClusterState, net: Network, cache: Cache) -> None:
+        wanted = {k: p for k, p in state.pods.items() if p.node_name == self.node}
+        have = self.load()
+        leaving, due = pod_actions(set(wanted), have, time.time())
+        for key in leaving:  # first out of the endpoints, then gone
+            have[key]["terminating"], have[key]["ready"] = time.time(), False
+        for key in due:
+            self.teardown(net, key, have.pop(key))
+        if leaving or due:
+            self.save(have)
+        self.publish(have, cache)  # out of every Service's endpoints before anything new starts
+        for key, pod in wanted.items():
+            rec = have.get(key)
+            ports = [[p.port, p.protocol] for p in pod.ports]
+            if rec is not None and netns.exists(netns.path_of(rec["netns"])) and rec.get("ip") \
+                    and not rec.get("terminating"):
+                if rec.get("ports") != ports or not (not rec.get("ports") or self.workloads.alive(int(rec["pid"]))):
+                    self.workloads.stop(int(rec.get("pid") or 0), pod)
+                    rec["pid"] = self.workloads.start(netns.path_of(rec["netns"]), pod)
+                    rec["ports"] = ports
+                rec["labels"] = pod.labels
+                continue
+            if rec is not None:
+                self.teardown(net, key, rec)
+            have[key] = self.setup(net, pod, state.cluster)
+            self.save(have)
+        self.wait_ready(list(wanted.values()))
+        for key, pod in wanted.items():  # readiness: endpoints only once the workload listens
+            if key in have:
+                have[key]["ready"] = self.workloads.ready(pod)
+        self.save(have)
+        self.publish(have, cache)
+
+    def wait_ready(self, pods: list[Pod], timeout: float = 15) -> None:
+        """Pods count as up once their workload listens (a readiness probe, in kubelet's terms)."""
+        deadline = time.monotonic() + timeout
+        for pod in pods:
+            while not self.workloads.ready(pod) and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    def publish(self, have: dict[str, dict[str, Any]], cache: Cache) -> None:
+        """This node's pods' statuses into the datastore: what differs, in one transaction."""
+        want = {key: reg.PodStatus(rec["namespace"], rec["name"], self.node, rec.get("ip", ""),
+                                   bool(rec.get("ready")), float(rec.get("terminating") or 0.0))
+                for key, rec in have.items()}
+        if self.published is None:  # after a start: what the datastore holds (our cache may lag our own writes)
+            self.published = {k: st for k, st in cache.pod_status.items() if st.node == self.node}
+        ops = [op_put(reg.pod_status_key(st.namespace, st.name), reg.dumps(reg.encode_pod_status(st)))
+               for key, st in want.items() if self.published.get(key) != st]
+        ops += [op_delete(reg.POD_STATUS + key) for key in self.published if key not in want]
+        if ops:
+            self.etcd.txn([], ops)
+        self.published = want
+
+    # -- one pod ---------------------------------------------------------------------
+    def netns_name(self, pod: Pod) -> str:
+        # Kubernetes namespaces hold no dots, so "<ns>.<pod>" cannot be mistaken for another pair.
+        return f"{self.netns_prefix}{pod.namespace}.{pod.name}"
+
+    def attachment(self, pod: Pod, path: str) -> Attachment:
+        return Attachment(container_id(pod), path, "eth0",
+                          [("IgnoreUnknown", "1"), ("K8S_POD_NAMESPACE", pod.namespace), ("K8S_POD_NAME", pod.name),
+                           ("K8S_POD_INFRA_CONTAINER_ID", container_id(pod))])
+
+    def setup(self, net: Network, pod: Pod, cluster: Cluster) -> dict[str, Any]:
+        name = self.netns_name(pod)
+        if netns.exists(netns.path_of(name)):
+            netns.delete(name)
+        path = netns.add(name)
+        try:
+            result = self.rt.add(net, self.attachment(pod, path))
+        except CNIError:
+            netns.delete(name)
+            raise
+        ip = next((i["address"].split("/")[0] for i in result.get("ips", [])
+                   if ipaddress.ip_interface(i["address"]).version == 4), "")
+        rec = {"namespace": pod.namespace, "name": pod.name, "netns": name, "ip": ip, "labels": pod.labels,
+               "ready": False, "ports": [[p.port, p.protocol] for p in pod.ports], "cid": container_id(pod),
+               "hostVeth": result["interfaces"][1]["name"] if len(result.get("interfaces", [])) > 1 else ""}
+        self.write_resolv_conf(name, pod, cluster)
+        rec["pid"] = self.workloads.start(path, pod)
+        return rec
+
+    def write_resolv_conf(self, ns_name: str, pod: Pod, cluster: Cluster) -> None:
+        """What kubelet writes for dnsPolicy ClusterFirst; `ip netns exec` mounts it over /etc/resolv.conf."""
+        dom, dns_ip = cluster.cluster_domain, cluster.dns_ip
+        d = os.path.join("/etc/netns", ns_name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "resolv.conf"), "w") as f:
+            f.write(f"search {pod.namespace}.svc.{dom} svc.{dom} {dom}\nnameserver {dns_ip}\noptions ndots:5\n")
+
+    def teardown(self, net: Network, key: str, rec: dict[str, Any]) -> None:
+        ns, name = key.split("/", 1)
+        pod = Pod(ns, name)
+        self.workloads.stop(int(rec.get("pid") or 0), pod)
+        try:
+            self.rt.delete(net, self.attachment(pod, netns.path_of(rec["netns"])))
+        except CNIError as e:
+            print(f"agent {self.node}: CNI DEL {key}: {e}", file=sys.stderr)
+        netns.delete(rec["netns"])
+        shutil.rmtree(os.path.join("/etc/netns", rec["netns"]), ignore_errors=True)

@@ -1,13 +1,14 @@
 """NetworkPolicy's part of the agent: this node's policy table, written whole once, then by differences.
 
-The compile is pure (netpol/compile.py, from the World of agent/endpoints.py); each change
-is one nft transaction, so the kernel never holds half a policy.
+The compile is pure and incremental (netpol/compile.py's NetpolCompiler: only the local
+pods a change concerns are compiled again), from the World of agent/endpoints.py; each
+change is one nft transaction, so the kernel never holds half a policy.
 """
 
 from __future__ import annotations
 
 from ..kernel import nft
-from ..netpol.compile import TABLE, compile_netpol
+from ..netpol.compile import TABLE, NetpolCompiler
 from ..netpol.evaluate import World
 from ..services import ruleset
 
@@ -17,6 +18,7 @@ class NetpolController:
         self.node = node
         self.applied: ruleset.Ruleset | None = None  # what the kernel holds
         self.table = False
+        self.compiler = NetpolCompiler(node)  # recompiles only the pods a change concerns
 
     def sync(self, world: World) -> None:
         if not world.policies:
@@ -24,7 +26,7 @@ class NetpolController:
                 nft.run(f"add table inet {TABLE}\ndelete table inet {TABLE}\n")
                 self.table, self.applied = False, None
             return
-        rs = compile_netpol(world, self.node)
+        rs = self.compiler.compile(world)
         script = ruleset.full(rs) if self.applied is None else ruleset.diff(self.applied, rs)
         if script.strip():
             try:

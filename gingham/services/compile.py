@@ -19,7 +19,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from ..model.services import Endpoint, Service, ServicePort, usable
-from .ruleset import BaseChain, Ruleset
+from .ruleset import BaseChain, Ruleset, merge
 
 TABLE = "gingham-services"
 MASQ_MARK = "0x4000"
@@ -240,13 +240,6 @@ def compile_service(ctx: NodeContext, svc: Service, all_eps: list[Endpoint]) -> 
             if not eps or no_local:
                 rs.element("no-endpoint-nodeports", key, "drop" if no_local and eps else "goto reject-chain")
     return rs
-
-
-def merge(into: Ruleset, frag: Ruleset) -> None:
-    into.chains.update(frag.chains)
-    into.sets.update(frag.sets)
-    for c, elems in frag.elements.items():
-        into.elements.setdefault(c, {}).update(elems)
 
 
 def compile_services(ctx: NodeContext, services: list[Service], endpoints: dict[str, list[Endpoint]]) -> Ruleset:

@@ -16,7 +16,8 @@ from typing import Callable, Iterable, Mapping
 
 from ..model.services import Endpoint, Service
 from . import ruleset
-from .compile import NodeContext, base_ruleset, compile_service, is_shared, merge
+from .compile import NodeContext, base_ruleset, compile_service, is_shared
+from .ruleset import merge
 from .ruleset import Ruleset
 
 SHARED = ("hairpin",)

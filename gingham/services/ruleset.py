@@ -36,6 +36,14 @@ class Ruleset:
         return f"{self.family} {self.table}"
 
 
+def merge(into: Ruleset, frag: Ruleset) -> None:
+    """A fragment's chains, sets and elements into a whole table."""
+    into.chains.update(frag.chains)
+    into.sets.update(frag.sets)
+    for c, elems in frag.elements.items():
+        into.elements.setdefault(c, {}).update(elems)
+
+
 def _chain_decl(rs: Ruleset, name: str) -> str:
     for b in rs.base:
         if b.name == name:

@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -335,32 +336,53 @@ class Lab:
 
     def wait(self, rev: int, timeout: float) -> None:
         """Returns when every pod of the state at `rev` is ready (or gone), and then every agent
-        has programmed everything written up to then: the state, every pod status and lease."""
+        has programmed everything written up to then: the state, every pod status and lease.
+        It looks again whenever the datastore changes (a watch: no polling while agents work)."""
         deadline = time.monotonic() + timeout
-        while True:
-            cache = self.store.status()
-            state = cache.state()
-            pending = []
-            for key, pod in state.pods.items():
-                st = cache.pod_status.get(key)
-                if st is None or st.node != pod.node_name or not st.ready:
-                    pending.append(f"pod {key} is not ready yet")
-            pending += [f"pod {k} is still terminating" for k, st in cache.pod_status.items()
-                        if k not in state.pods or state.pods[k].node_name != st.node]
-            if not pending:
-                need = max(rev, cache.status_revision)
-                for node in state.cluster.nodes:
-                    synced = int((cache.node_status.get(node) or {}).get("synced", 0))
-                    if node not in cache.leases:
-                        pending.append(f"node {node} holds no lease (its agent is not running)")
-                    elif synced < need:
-                        pending.append(f"node {node} has programmed revision {synced}, not yet {need}")
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                logs = "; ".join(self._agent_log_tail(n) for n in state.cluster.nodes)
-                raise LabError(f"lab {self.name} did not converge in {timeout:.0f}s: {', '.join(pending[:5])}. {logs}")
-            time.sleep(0.005)
+        changed = threading.Event()
+        watch = self.store.etcd.watch(reg.ROOT, rev + 1)
+
+        def follow() -> None:
+            try:
+                for _ in watch:
+                    changed.set()
+            except EtcdError:
+                changed.set()
+        threading.Thread(target=follow, daemon=True).start()
+        try:
+            while True:
+                changed.clear()
+                pending = self._pending(rev)
+                if not pending:
+                    return
+                if time.monotonic() > deadline:
+                    logs = "; ".join(self._agent_log_tail(n) for n in self.cache(STATUS).state().cluster.nodes)
+                    raise LabError(f"lab {self.name} did not converge in {timeout:.0f}s: {', '.join(pending[:5])}. "
+                                   f"{logs}")
+                changed.wait(min(0.5, max(0.0, deadline - time.monotonic())))  # leases lapse without a write
+        finally:
+            watch.close()
+
+    def _pending(self, rev: int) -> list[str]:
+        """What `wait` is still waiting for."""
+        cache = self.store.status()
+        state = cache.state()
+        pending = []
+        for key, pod in state.pods.items():
+            st = cache.pod_status.get(key)
+            if st is None or st.node != pod.node_name or not st.ready:
+                pending.append(f"pod {key} is not ready yet")
+        pending += [f"pod {k} is still terminating" for k, st in cache.pod_status.items()
+                    if k not in state.pods or state.pods[k].node_name != st.node]
+        if not pending:
+            need = max(rev, cache.status_revision)
+            for node in state.cluster.nodes:
+                synced = int((cache.node_status.get(node) or {}).get("synced", 0))
+                if node not in cache.leases:
+                    pending.append(f"node {node} holds no lease (its agent is not running)")
+                elif synced < need:
+                    pending.append(f"node {node} has programmed revision {synced}, not yet {need}")
+        return pending
 
     def _agent_log_tail(self, node: str) -> str:
         try:

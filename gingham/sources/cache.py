@@ -85,33 +85,19 @@ class Cache:
                 self._apply(key, None, changes)
 
     def _apply(self, key: str, value: bytes | None, changes: Changes) -> None:
-        def tail(prefix: str) -> str:
-            return key[len(prefix):]
-
         if key == reg.CLUSTER:
             self.cluster = reg.decode_cluster(value) if value is not None else None
             changes["cluster"].add("")
             for k in [k for k in self.objects if k.startswith("Service/")]:  # parsed against the service range
                 o = self.objects[k]
                 self._service(o, changes)
-        elif key.startswith(reg.NAMESPACES):
-            _put(self.namespaces, tail(reg.NAMESPACES), None if value is None else reg.decode_namespace(value))
-            changes["namespace"].add(tail(reg.NAMESPACES))
-        elif key.startswith(reg.NODES):
-            _put(self.nodes, tail(reg.NODES), None if value is None else reg.decode_node(value))
-            changes["node"].add(tail(reg.NODES))
         elif key.startswith(reg.LEASES):
-            (self.leases.add if value is not None else self.leases.discard)(tail(reg.LEASES))
-            changes["lease"].add(tail(reg.LEASES))
-        elif key.startswith(reg.NODE_STATUS):
-            _put(self.node_status, tail(reg.NODE_STATUS), None if value is None else reg.document(value))
-            changes["nodestatus"].add(tail(reg.NODE_STATUS))
-        elif key.startswith(reg.POD_STATUS):
-            _put(self.pod_status, tail(reg.POD_STATUS), None if value is None else reg.decode_pod_status(value))
-            changes["podstatus"].add(tail(reg.POD_STATUS))
-        elif key.startswith(reg.PODS):
-            _put(self.pods, tail(reg.PODS), None if value is None else reg.decode_pod(value))
-            changes["pod"].add(tail(reg.PODS))
+            (self.leases.add if value is not None else self.leases.discard)(key[len(reg.LEASES):])
+            changes["lease"].add(key[len(reg.LEASES):])
+        elif (typed := next((t for t in _TYPED if key.startswith(t[0])), None)) is not None:
+            prefix, kind, attr, decode = typed
+            _put(getattr(self, attr), key[len(prefix):], None if value is None else decode(value))
+            changes[kind].add(key[len(prefix):])
         elif key.startswith(reg.ROOT + "ranges/"):
             return
         else:
@@ -152,6 +138,16 @@ class Cache:
         for key, value, mod in sorted(kvs, key=lambda kv: kv[0] != reg.CLUSTER):
             self.apply(key, value, changes, mod)
         self.revision = revision
+
+
+# keys decoded into one of the cache's maps: (prefix, kind of change, the map, the decoder)
+_TYPED: list[tuple[str, str, str, Callable[[bytes], Any]]] = [
+    (reg.NAMESPACES, "namespace", "namespaces", reg.decode_namespace),
+    (reg.NODES, "node", "nodes", reg.decode_node),
+    (reg.NODE_STATUS, "nodestatus", "node_status", reg.document),
+    (reg.POD_STATUS, "podstatus", "pod_status", reg.decode_pod_status),
+    (reg.PODS, "pod", "pods", reg.decode_pod),
+]
 
 
 def _put(d: dict[str, Any], key: str, value: Any) -> None:

@@ -262,6 +262,8 @@ class Watch:
                     raise Compacted(int(r["compact_revision"]))
                 if r.get("canceled"):
                     raise EtcdError(f"watch canceled: {r.get('cancel_reason', '')}")
+                if r.get("created"):
+                    continue  # its header is the store's revision now, not what this watch has sent yet
                 events = [Event(_unb64(e["kv"]["key"]).decode(),
                                 None if e.get("type") == "DELETE" else _unb64(e["kv"].get("value", "")),
                                 int(e["kv"].get("mod_revision", 0))) for e in r.get("events") or []]

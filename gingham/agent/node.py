@@ -155,14 +155,12 @@ class NodeAgent:
 
     def _sync(self, changes: Changes, full: bool) -> None:
         cache = self.cache
-        alive = self.alive_nodes()
         if full or changes.keys() & OVERLAY or self.pods.terminating_due() \
                 or self.pods.mine(changes.get("pod", set()), cache):
-            nodes = cache.node_dicts()
-            plan, net = overlay.program_node(cache.state().cluster, self.node,
-                                             {n: v for n, v in nodes.items() if n in alive}, self.dir)
-            self.pods.reconcile(cache.state(), net, cache)
-            self.status.update({"overlay": plan.mode, "podMTU": plan.pod_mtu})
+            self.reconcile_node()
+        if full and self.await_pods(changes):
+            self.reconcile_node()  # what came while waiting concerned this node's pods or the overlay
+        alive = self.alive_nodes()
         if full or changes.keys() - IGNORED:
             touched, changed_pods = self.services.sync(cache, changes, full, alive)
             svc = self.services
@@ -183,6 +181,34 @@ class NodeAgent:
                 self.special = {s.key for s in every if s.type == "LoadBalancer" or s.health_check_node_port}
             self.dns.sync(cache, svc.services, svc.endpoints, touched, changed_pods, full)
         self.write_status()
+
+    def reconcile_node(self) -> None:
+        """The overlay towards the nodes holding a lease, and this node's pods."""
+        cache = self.cache
+        alive = self.alive_nodes()
+        plan, net = overlay.program_node(cache.state().cluster, self.node,
+                                         {n: v for n, v in cache.node_dicts().items() if n in alive}, self.dir)
+        self.pods.reconcile(cache.state(), net, cache)
+        self.status.update({"overlay": plan.mode, "podMTU": plan.pod_mtu})
+
+    def await_pods(self, changes: Changes, limit: float = 3.0) -> bool:
+        """Before a full Services sync, up to `limit` seconds for the pods of live nodes to say they
+        are ready (kube-proxy's first sync waits for its informers, too): a starting node whose
+        pods come up with the others' would otherwise write every Service twice, once without
+        endpoints and once with. What arrives meanwhile joins `changes`; True when some of it
+        concerns this node's pods or the overlay."""
+        deadline = time.monotonic() + limit
+        mine = False
+        while time.monotonic() < deadline:
+            alive, cache = self.alive_nodes(), self.cache
+            if all((st := cache.pod_status.get(k)) is not None and st.ready and st.node == p.node_name
+                   for k, p in cache.pods.items() if p.node_name in alive):
+                break
+            more = self.source.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+            mine |= bool(more.keys() & OVERLAY) or self.pods.mine(more.get("pod", set()), cache)
+            for kind, keys in more.items():
+                changes.setdefault(kind, set()).update(keys)
+        return mine
 
     def alive_nodes(self) -> set[str]:
         """Nodes whose agent holds its lease (this one always counts itself)."""

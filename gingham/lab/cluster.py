@@ -523,7 +523,7 @@ def list_labs() -> list[dict[str, Any]]:
         try:
             lab = Lab(name)
             meta = lab.meta()
-            state, _ = lab.state()
+            state = lab.cache(STATUS).state()
             out.append({"name": name, "cluster": meta.get("cluster"), "nodes": len(state.cluster.nodes),
                         "pods": len(state.pods), "overlay": state.cluster.overlay})
         except (LabError, OSError, ValueError):

@@ -12,6 +12,7 @@ from typing import Any
 from ..agent.endpoints import world_of
 from ..kernel import netns
 from .cluster import Lab, LabError
+from .store import STATUS
 from .probe import probe
 from ..model import manifest
 from ..model.netpol import parse_policy
@@ -51,10 +52,10 @@ def kernel_matrix(lab: Lab, pods: list[PodInfo], port: int, protocol: str) -> di
     """Every cell as the nodes' NetworkPolicy tables decide it, traced (lab/trace.py), no traffic sent."""
     from .trace import NodeTables, policy_verdict
     tables = NodeTables(lab)
-    _, doc = lab.state()
+    nodes = lab.cache(STATUS).node_dicts()
     by_ip = {p["ip"]: p for p in lab.pods() if p["ip"]}
     return {(a.key, b.key): a.key == b.key or  # a pod reaching itself never leaves its namespace
-            policy_verdict(tables, doc["nodes"], by_ip, a.node, False, a.ip, False, b.ip, port, protocol)["allowed"]
+            policy_verdict(tables, nodes, by_ip, a.node, False, a.ip, False, b.ip, port, protocol)["allowed"]
             for a in pods for b in pods}
 
 

@@ -225,7 +225,7 @@ class NetpolCompiler:
         for pod in [*local.values(), *(before[k] for k in self.frags if k in before)]:
             if any(pol.namespace == pod.namespace and matches(pol.pod_selector, pod.labels) for pol in policies):
                 dirty.add(pod.key)
-        dirty |= {k for k, f in self.frags.items() if f.named and pods}
+        dirty |= {k for k, f in self.frags.items() if f.named and (pods or spaces)}  # named ports read every pod
         return dirty
 
 

@@ -21,7 +21,7 @@ node_change = st.tuples(st.just("nodes"), st.sampled_from(list(NODES)), st.sampl
 step = st.one_of(relabel, move, drop, ns_change, pol_change, node_change)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(policy, max_size=3), st.lists(step, min_size=1, max_size=6))
 def test_compiled_by_changes_equals_compiled_from_scratch(start, steps) -> None:
     pods = {p.key: p for p in PODS}

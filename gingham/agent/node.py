@@ -4,8 +4,9 @@ It runs inside its node's network namespace, lists and watches the datastore (et
 the node's network: sources/), holds its node's lease, and hands each pass's changes to
 the controllers they concern: the overlay (agent/overlay.py, Flannel's part), the pods
 (agent/pods.py, kubelet's), Services (agent/services.py, kube-proxy's), NetworkPolicy
-(agent/netpol.py), DNS (agent/dns.py), LoadBalancer addresses (agent/loadbalancer.py) and
-health-check ports (agent/health.py). It waits on the watch while nothing changes. A
+(agent/netpol.py), DNS (agent/dns.py), LoadBalancer addresses (agent/loadbalancer.py),
+health-check ports (agent/health.py), and, on the agent holding its lease, the
+EndpointSlice controller (agent/slices.py). It waits on the watch while nothing changes. A
 restarted agent lists again, adopts what is there and converges without touching live
 pods. Its own files (CNI config, IPAM, pod records) stay in its state directory, which no
 other node reads; what it tells the others (pod statuses, what it has programmed) goes to
@@ -39,12 +40,13 @@ from .metrics import METRICS_PORT, AgentMetrics, serve_metrics
 from .netpol import NetpolController
 from .pods import PodController
 from .services import ServicesController, set_bridge_netfilter
+from .slices import EndpointSliceController
 from .workloads import Workloads
 
 # the kinds of change each controller hears (sources/cache.py names them)
 OVERLAY = {"cluster", "node", "lease"}
 NETPOL = {"policy", "pod", "podstatus", "namespace", "node", "lease"}
-IGNORED = {"nodestatus", "revision"}  # other agents' reports; the lab's marker only asks for a status
+IGNORED = {"nodestatus", "revision", "endpointslice"}  # reports and outputs; the marker only asks for a status
 
 
 class NodeAgent:
@@ -69,10 +71,11 @@ class NodeAgent:
         self.special: set[str] = set()  # LoadBalancer and health-check Services, as last announced
         self.status: dict[str, Any] = {}
         self.status_written: dict[str, Any] = {}
-        self.lease = NodeLease(self.etcd, reg.LEASES + node, reg.dumps({
+        self.lease: NodeLease = NodeLease(self.etcd, reg.LEASES + node, reg.dumps({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"namespace": "kube-node-lease", "name": node},
             "spec": {"holderIdentity": node, "leaseDurationSeconds": reg.LEASE_TTL}}), reg.LEASE_TTL)
+        self.slices = EndpointSliceController(self.etcd, node, self.lease)
 
     @property
     def cache(self) -> Any:
@@ -180,6 +183,7 @@ class NodeAgent:
                 self.health.sync(cache.nodes[self.node].ip, every, svc.endpoints, self.node)
                 self.special = {s.key for s in every if s.type == "LoadBalancer" or s.health_check_node_port}
             self.dns.sync(cache, svc.services, svc.endpoints, touched, changed_pods, full)
+            self.slices.sync(cache, svc.services, svc.endpoints, touched)
         self.write_status()
 
     def reconcile_node(self) -> None:

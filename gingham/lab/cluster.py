@@ -438,15 +438,17 @@ class Lab:
         return out
 
     def endpointslices(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        from ..agent.endpoints import endpoints_of
-        cache = self.cache(SERVICES)
-        _, eps = endpoints_of(cache.state(), cache.pod_status, cache.node_dicts(), cache.leases)
+        """The EndpointSlices in the datastore (written by the agent holding the controller's lease)."""
+        cache = self.cache((reg.ENDPOINT_SLICES,))
         out = []
-        for key, lst in sorted(eps.items()):
-            ns, name = key.split("/", 1)
+        for key, value in sorted(cache.raw.items()):
+            if not key.startswith(reg.ENDPOINT_SLICES):
+                continue
+            ns, name = key[len(reg.ENDPOINT_SLICES):].split("/", 1)
             if namespace and ns != namespace:
                 continue
-            out.append({"namespace": ns, "name": name, "endpoints": [
+            _, service, lst = reg.decode_slice(value)
+            out.append({"namespace": ns, "name": name, "service": service, "endpoints": [
                 {"ip": e.ip, "node": e.node, "pod": e.pod, "ready": e.ready, "serving": e.serving,
                  "terminating": e.terminating, "ports": [f"{n or '-'}:{p}/{pr}" for n, pr, p in e.ports]} for e in lst]})
         return out

@@ -17,6 +17,8 @@ have lives under `/registry/gingham.dev/`:
   /registry/minions/<node>                      Node: spec.podCIDR, InternalIP, VTEP MAC
   /registry/leases/kube-node-lease/<node>       held under an etcd lease by the node's agent
   /registry/pods/<ns>/<name>                    spec only (status is the agent's key above)
+  /registry/endpointslices/<ns>/<service>[-<n>]  written by the agent holding the controller's lease
+  /registry/leases/kube-system/gingham-endpointslice-controller   that lease's key (its holder)
   /registry/services/specs/<ns>/<name>          Services with their allocated values
   /registry/<kind, lowercase plural>/<ns>/<name> anything else (networkpolicies, deployments...)
 
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod
+from .services import Endpoint, Service
 
 ROOT = "/registry/"
 CLUSTER = ROOT + "gingham.dev/cluster"
@@ -42,6 +45,8 @@ NODES = ROOT + "minions/"
 LEASES = ROOT + "leases/kube-node-lease/"
 PODS = ROOT + "pods/"
 SERVICES = ROOT + "services/specs/"
+ENDPOINT_SLICES = ROOT + "endpointslices/"
+SLICE_LEADER = ROOT + "leases/kube-system/gingham-endpointslice-controller"
 RANGE_SERVICE_IPS = ROOT + "ranges/serviceips"
 RANGE_NODE_PORTS = ROOT + "ranges/servicenodeports"
 RANGE_LB_IPS = ROOT + "ranges/loadbalancerips"
@@ -249,9 +254,9 @@ def decode_object(key: str, value: bytes) -> Object:
 
 
 def is_spec(key: str) -> bool:
-    """Keys the lab writes (desired state); the rest belong to agents or to allocation."""
-    return key.startswith(ROOT) and not key.startswith((ROOT + "gingham.dev/", ROOT + "leases/", ROOT + "ranges/")) \
-        or key == CLUSTER
+    """Keys the lab writes (desired state); the rest belong to agents, controllers or allocation."""
+    return key.startswith(ROOT) and not key.startswith(
+        (ROOT + "gingham.dev/", ROOT + "leases/", ROOT + "ranges/", ENDPOINT_SLICES)) or key == CLUSTER
 
 
 def spec_keys(state: ClusterState, nodes: dict[str, NodeInfo]) -> dict[str, bytes]:
@@ -284,3 +289,43 @@ def encode_holders(allocated: dict[str, str]) -> bytes:
 
 def decode_holders(value: bytes) -> dict[str, str]:
     return {str(k): str(v) for k, v in _at(document(value), "allocated", dict).items()}
+
+
+def encode_slices(svc: Service, eps: list[Endpoint]) -> dict[str, dict[str, Any]]:
+    """A Service's discovery.k8s.io/v1 EndpointSlices by name: one per set of resolved ports
+    (a named targetPort may resolve differently on different pods), the first named after
+    the Service, the others `<service>-<n>`; none when the Service has no endpoint."""
+    groups: dict[tuple[tuple[str, str, int], ...], list[Endpoint]] = {}
+    for e in eps:
+        groups.setdefault(e.ports, []).append(e)
+    out = {}
+    for i, (ports, members) in enumerate(sorted(groups.items(), key=lambda g: -len(g[1]))):
+        name = svc.name if i == 0 else f"{svc.name}-{i}"
+        out[name] = {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"namespace": svc.namespace, "name": name,
+                         "labels": {"kubernetes.io/service-name": svc.name,
+                                    "endpointslice.kubernetes.io/managed-by": "gingham.dev/endpointslice-controller"}},
+            "ports": [{"name": n, "protocol": proto, "port": port} for n, proto, port in ports],
+            "endpoints": [{"addresses": [e.ip], "nodeName": e.node,
+                           "conditions": {"ready": e.ready, "serving": e.serving, "terminating": e.terminating},
+                           **({"hostname": e.hostname} if e.hostname else {}),
+                           "targetRef": {"kind": "Pod", "namespace": e.pod.split("/", 1)[0],
+                                         "name": e.pod.split("/", 1)[-1]}} for e in members]}
+    return out
+
+
+def decode_slice(value: bytes) -> tuple[str, str, list[Endpoint]]:
+    """(namespace, Service name, endpoints) of an EndpointSlice."""
+    d = document(value)
+    ports = tuple((str(p.get("name", "")), str(p.get("protocol", "TCP")), int(p["port"]))
+                  for p in _at(d, "ports", list) if isinstance(p, dict))
+    eps = []
+    for e in _at(d, "endpoints", list):
+        c = e.get("conditions") or {}
+        ref = e.get("targetRef") or {}
+        eps.append(Endpoint(str(e["addresses"][0]), str(e.get("nodeName", "")),
+                            f"{ref.get('namespace', '')}/{ref.get('name', '')}", bool(c.get("ready")),
+                            bool(c.get("serving")), bool(c.get("terminating")), ports, str(e.get("hostname", ""))))
+    labels = _at(d, "metadata.labels", dict, {})
+    return _at(d, "metadata.namespace", str), str(labels.get("kubernetes.io/service-name", "")), eps

@@ -91,6 +91,10 @@ class Cache:
             for k in [k for k in self.objects if k.startswith("Service/")]:  # parsed against the service range
                 o = self.objects[k]
                 self._service(o, changes)
+        elif key.startswith(reg.ENDPOINT_SLICES):  # the controller's output: kept raw, decoded by who reads it
+            changes["endpointslice"].add(key[len(reg.ENDPOINT_SLICES):])
+        elif key == reg.SLICE_LEADER:
+            changes["leader"].add("")
         elif key.startswith(reg.LEASES):
             (self.leases.add if value is not None else self.leases.discard)(key[len(reg.LEASES):])
             changes["lease"].add(key[len(reg.LEASES):])

@@ -198,3 +198,24 @@ def test_a_key_holding_garbage_is_skipped_and_the_rest_is_served(lab_name, tmp_p
         log = open(os.path.join(lab.node_dir(node), "agent.log")).read()
         assert "/registry/services/specs/default/junk: not JSON" in log
         assert "/registry/services/specs/default/bad-ip" in log and "service range" in log
+
+
+def test_endpoint_slices_are_written_by_one_agent_and_another_takes_over(lab_name, tmp_path):
+    lab = lab_name()
+    lab.up([manifest(tmp_path, CLUSTER)])
+    web = next(s for s in lab.endpointslices() if s["name"] == "web")
+    assert web["service"] == "web" and sorted(e["pod"] for e in web["endpoints"]) == ["default/web-0", "default/web-1"]
+    etcd = lab.store.etcd
+    leader = etcd.get(reg.SLICE_LEADER).value.decode()  # type: ignore[union-attr]
+    other = "node-2" if leader == "node-1" else "node-1"
+    os.kill(int(lab.meta()["agents"][leader]), signal.SIGKILL)
+    t0 = time.monotonic()
+    while (kv := etcd.get(reg.SLICE_LEADER)) is None or kv.value.decode() != other:
+        assert time.monotonic() - t0 < reg.LEASE_TTL + 5, "nobody took the EndpointSlice controller over"
+        time.sleep(0.1)
+    lab._change([manifest(tmp_path, service("more", "10.96.0.205"), "more.yaml")], delete=False)
+    while not any(s["name"] == "more" for s in lab.endpointslices()):
+        assert time.monotonic() - t0 < reg.LEASE_TTL + 10, "the new holder did not write the new Service's slice"
+        time.sleep(0.1)
+    more = next(s for s in lab.endpointslices() if s["name"] == "more")
+    assert {e["pod"] for e in more["endpoints"]} == {"default/web-0", "default/web-1"}

@@ -150,3 +150,21 @@ def test_a_listing_replaces_the_cache_and_reports_the_difference() -> None:
     fresh = Cache(log=lambda m: None)
     fresh.load(second, 10, defaultdict(set))
     assert fresh.pods == cache.pods and fresh.raw == cache.raw
+
+
+def test_endpoint_slices_by_resolved_ports_and_back() -> None:
+    from gingham.model.services import Endpoint, Service, ServicePort
+    svc = Service("shop", "web", "ClusterIP", "10.96.0.11", (ServicePort("http", "TCP", 80, "web"),), {"app": "web"})
+    eps = [Endpoint("10.244.0.2", "node-1", "shop/web-0", ports=(("http", "TCP", 8080),)),
+           Endpoint("10.244.1.2", "node-2", "shop/web-1", ready=False, serving=True, terminating=True,
+                    ports=(("http", "TCP", 8080),)),
+           Endpoint("10.244.2.2", "node-3", "shop/web-2", ports=(("http", "TCP", 9090),), hostname="h")]
+    slices = reg.encode_slices(svc, eps)
+    assert list(slices) == ["web", "web-1"]  # the larger group is named after the Service
+    assert slices["web"]["metadata"]["labels"]["kubernetes.io/service-name"] == "web"
+    assert slices["web"]["ports"] == [{"name": "http", "protocol": "TCP", "port": 8080}]
+    assert slices["web"]["endpoints"][1]["conditions"] == {"ready": False, "serving": True, "terminating": True}
+    back = [e for doc in slices.values() for e in reg.decode_slice(reg.dumps(doc))[2]]
+    assert sorted(back, key=lambda e: e.ip) == eps
+    assert reg.encode_slices(svc, []) == {}
+    assert not reg.is_spec(reg.ENDPOINT_SLICES + "shop/web") and not reg.is_spec(reg.SLICE_LEADER)

@@ -117,6 +117,7 @@ def run(n: int) -> None:
     lab.up([path], timeout=1800)
     up = time.monotonic() - t0
     try:
+        time.sleep(3)  # "nothing changing": past the last statuses and EndpointSlices of lab up
         idle, rss = agent_stats(lab)
         net = ipaddress.ip_network("10.96.0.0/12")
         rounds = [one_change(lab, tmp, str(net.broadcast_address - 1 - k), f"new{k}") for k in range(5)]

@@ -16,6 +16,7 @@ the datastore.
 from __future__ import annotations
 
 import copy
+import gc
 import os
 import signal
 import sys
@@ -122,6 +123,8 @@ class NodeAgent:
                 try:
                     if full or set(changes) - {"nodestatus"} or self.pods.terminating_due():
                         self.sync(changes, full)
+                        if full:  # what a full pass built lives long: the collector need not walk it each pass
+                            gc.freeze()
                         full = False
                     elif max(self.cache.spec_revision, self.cache.status_revision) > self.status.get("synced", 0):
                         self.write_status()  # a rewrite that changed nothing here: seen, all the same

@@ -67,7 +67,7 @@ def cmd_list(a: argparse.Namespace) -> int:
 def cmd_apply(a: argparse.Namespace) -> int:
     lab = _lab(a.name)
     t = time.monotonic()
-    rev = (lab.apply if a.cmd == "apply" else lab.delete)(a.file)
+    rev = (lab.apply if a.lab_cmd == "apply" else lab.delete)(a.file)
     _print(a, {"lab": a.name, "revision": rev, "seconds": round(time.monotonic() - t, 2)} if a.output == "json"
            else f"lab {a.name}: revision {rev} applied on every node in {time.monotonic() - t:.1f}s")
     return 0
@@ -134,7 +134,7 @@ def cmd_trace(a: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     lab = sub.add_parser("lab", help="a multi-node cluster network on this host, from Kubernetes YAML")
-    ls = lab.add_subparsers(dest="cmd", required=True)
+    ls = lab.add_subparsers(dest="lab_cmd", required=True)  # not "cmd": main() dispatches on that
 
     def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--name", default=os.environ.get("GINGHAM_LAB", "lab"), help="which lab (default: lab)")
@@ -178,6 +178,7 @@ def add_parser(sub: Any) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from ..model.manifest import ManifestError
+    from ..sources.etcd import EtcdError
     from .cluster import LabError
     try:
         return int(a.fn(a))
@@ -186,4 +187,7 @@ def run(a: argparse.Namespace) -> int:
         return 2
     except LabError as e:
         print(f"gingham lab: {e}", file=sys.stderr)
+        return 1
+    except EtcdError as e:  # the lab's datastore stopped answering in the middle of a command
+        print(f"gingham lab {a.name}: the datastore does not answer: {e}", file=sys.stderr)
         return 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -97,6 +99,10 @@ def test_with_etcd_down_the_network_keeps_working_and_catches_up_when_it_is_back
     echo = Echo(lab, "default/b", "default/a", ips["default/b"])
     try:
         lab.stop_member(0)
+        for cmd in (["get", "pods"], ["apply", "-f", manifest(tmp_path, service("down", "10.96.0.206"), "down.yaml")]):
+            r = subprocess.run([sys.executable, "-m", "gingham.cli", "lab", *cmd, "--name", lab.name],
+                               capture_output=True, text=True, timeout=30)
+            assert r.returncode == 1 and "datastore does not answer" in r.stderr and "Traceback" not in r.stderr, r.stderr
         deadline = time.monotonic() + 10
         rounds = 0
         while time.monotonic() < deadline:  # established and new connections, pod to pod and to a Service

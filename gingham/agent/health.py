@@ -40,7 +40,9 @@ class HealthServers:
                 want[s.health_check_node_port] = {"service": {"namespace": s.namespace, "name": s.name},
                                                   "localEndpoints": len(local)}
         for port in [p for p in self.servers if p not in want]:
-            self.servers.pop(port).shutdown()
+            gone = self.servers.pop(port)
+            gone.shutdown()
+            gone.server_close()  # the listening socket too, so the port is free again at once
         for port, info in want.items():
             if port not in self.servers:
                 srv = ThreadingHTTPServer(("0.0.0.0", port), _Handler)
@@ -52,4 +54,5 @@ class HealthServers:
     def stop(self) -> None:
         for srv in self.servers.values():
             srv.shutdown()
+            srv.server_close()
         self.servers.clear()

@@ -144,8 +144,9 @@ class NodeAgent:
             self.source.stop()
             self.health.stop()
             dns.stop()
-            metrics.shutdown()
-            agent_metrics.shutdown()
+            for srv in (metrics, agent_metrics):
+                srv.shutdown()
+                srv.server_close()
             self.workloads.close()
             server.stop()
 

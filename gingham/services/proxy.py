@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Mapping
 
 from ..model.services import Endpoint, Service
 from . import ruleset
-from .compile import NodeContext, base_ruleset, compile_service, is_shared
+from .compile import TABLE, NodeContext, base_ruleset, compile_service, is_shared
 from .ruleset import merge
 from .ruleset import Ruleset
 
@@ -106,7 +106,7 @@ class ServiceProxy:
     def _own(frag: Ruleset | None) -> Ruleset:
         """A fragment without the shared chains and elements, which `_shared_diff` handles."""
         if frag is None:
-            return Ruleset("ip", "gingham-services")
+            return Ruleset("ip", TABLE)
         return Ruleset(frag.family, frag.table, [], {n: r for n, r in frag.chains.items() if not is_shared(n)}, {},
                        frag.sets, {c: e for c, e in frag.elements.items() if c not in SHARED})
 
@@ -122,7 +122,7 @@ class ServiceProxy:
     def _shared_diff(self, delta: Counter[Shared], frags: list[Ruleset]) -> tuple[str, str]:
         """What the change makes (written first: the Services' elements point at its chains)
         and what it leaves unused (written last, after the elements that pointed at it)."""
-        t = "ip gingham-services"
+        t = f"ip {TABLE}"
         decls: list[str] = []
         made: list[str] = []
         flushes: list[str] = []

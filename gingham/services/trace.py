@@ -18,6 +18,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from .compile import TABLE
+
 TARGET = re.compile(r"\b(?:goto|jump) (\S+)")
 
 
@@ -37,7 +39,7 @@ def _check(ok: bool, what: str) -> None:
 class Table:
     """One table's chains (rules as text) and maps/sets (key -> value, "" for sets)."""
 
-    def __init__(self, table: str = "ip gingham-services") -> None:
+    def __init__(self, table: str = f"ip {TABLE}") -> None:
         self.t = table
         self.containers: dict[str, dict[str, str]] = {}
         self.chains: dict[str, list[str]] = {}
@@ -101,7 +103,7 @@ _LISTED = [(re.compile(p), r) for p, r in (
 )]
 
 
-def parse_listing(text: str, table: str = "ip gingham-services") -> Table:
+def parse_listing(text: str, table: str = f"ip {TABLE}") -> Table:
     """A `Table` from `nft list table` output, rules in gingham's own spelling. Elements of
     timed sets (session affinity) keep their key only."""
     t = Table(table)

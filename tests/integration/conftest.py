@@ -176,7 +176,6 @@ def host_cleanup() -> Iterator[Callable[[str], None]]:
         subprocess.run(["ip", "link", "delete", b], capture_output=True)
     after = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.splitlines()
     for t in set(after) - tables_before:
-        subprocess.run(["nft", "delete", *t.split()[1:]] if t.startswith("table") else ["true"], capture_output=True)
         subprocess.run(["nft", "delete", "table", *t.split()[1:]], capture_output=True)
 
 

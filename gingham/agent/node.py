@@ -29,7 +29,7 @@ from ..cni import install
 from ..cni.runtime import Runtime
 from ..dns.server import DNSServer
 from ..model import registry as reg
-from ..sources.cache import Changes, Source
+from ..sources.cache import Cache, Changes, Source
 from ..sources.etcd import Etcd, EtcdError
 from ..sources.lease import NodeLease
 from . import loadbalancer, overlay
@@ -79,7 +79,8 @@ class NodeAgent:
         self.slices = EndpointSliceController(self.etcd, node, self.lease)
 
     @property
-    def cache(self) -> Any:
+    def cache(self) -> Cache:
+        """The source's typed cache (a new source after a failed first listing has a new one)."""
         return self.source.cache
 
     # -- the loop --------------------------------------------------------------------

@@ -61,10 +61,13 @@ class ServiceProxy:
             if self.full_sync or self.inputs.get(k) != (svc, eps):
                 updates[k] = ((svc, eps), compile_service(self.ctx, svc, list(eps)))
         base = base_ruleset(self.ctx)
-        delta = self._count(f for _, f in updates.values() if f is not None)
-        delta.subtract(self._count(self.fragments[k] for k in updates if k in self.fragments))
+        whole = self.full_sync or self.base is None
+        delta: Counter[Shared] = Counter()
+        if not whole:  # writing the table whole, every fragment is counted afresh below
+            delta = self._count(f for _, f in updates.values() if f is not None)
+            delta.subtract(self._count(self.fragments[k] for k in updates if k in self.fragments))
         try:
-            if self.full_sync or self.base is None:
+            if whole:
                 full = Ruleset(base.family, base.table, base.base, dict(base.chains), dict(base.maps), dict(base.sets),
                                {c: dict(e) for c, e in base.elements.items()})
                 for k, kept in self.fragments.items():
@@ -75,6 +78,7 @@ class ServiceProxy:
                         merge(full, frag)
                 script = ruleset.full(full)
             else:
+                assert self.base is not None  # not `whole`
                 made, dropped = self._shared_diff(delta, [f for _, f in updates.values() if f is not None])
                 parts = [made, ruleset.diff(self.base, base)]
                 for k, (_, frag) in updates.items():
@@ -85,7 +89,7 @@ class ServiceProxy:
         except Exception:
             self.full_sync = True
             raise
-        if self.full_sync:
+        if whole:
             self.shared = Counter()
             delta = self._count(list(self.fragments[k] for k in self.fragments if k not in updates) +
                                 [f for _, f in updates.values() if f is not None])

@@ -1,8 +1,5 @@
-"""The EndpointSlice controller's inputs, gathered from the datastore's pods and pod statuses.
-
-Shared by the agents (to compile Services) and the lab (`lab get endpointslices`), so
-both derive them in exactly one way.
-"""
+"""What the agent derives from the datastore besides EndpointSlices (model/endpoints.py):
+kube-dns as a Service, and the NetworkPolicy view of every pod (a World of netpol's)."""
 
 from __future__ import annotations
 
@@ -13,8 +10,7 @@ from ..model.objects import ClusterState
 from ..model.endpoints import pod_view
 from ..model.registry import PodStatus
 from ..netpol.evaluate import PodInfo, World
-from ..model.services import Endpoint, PodView, Service, ServicePort, derive_endpoints
-from ..services.allocate import services_of
+from ..model.services import Endpoint, PodView, Service, ServicePort
 
 
 def pod_views(state: ClusterState, statuses: dict[str, PodStatus], alive: set[str] | None = None) -> list[PodView]:
@@ -36,18 +32,6 @@ def kube_dns(state: ClusterState, nodes: dict[str, dict[str, Any]]) -> tuple[Ser
                                                            ("metrics", "TCP", 9153)))
            for name, n in sorted(nodes.items())]
     return svc, eps
-
-
-def endpoints_of(state: ClusterState, statuses: dict[str, PodStatus],
-                 nodes: dict[str, dict[str, Any]] | None = None,
-                 alive: set[str] | None = None) -> tuple[list[Service], dict[str, list[Endpoint]]]:
-    services = services_of(state)
-    eps = derive_endpoints(services, pod_views(state, statuses, alive))
-    if nodes:
-        dns, dns_eps = kube_dns(state, nodes)
-        services.append(dns)
-        eps[dns.key] = dns_eps
-    return services, eps
 
 
 def world_of(state: ClusterState, statuses: dict[str, PodStatus], nodes: dict[str, dict[str, Any]]) -> World:

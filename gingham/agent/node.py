@@ -29,7 +29,7 @@ from ..cni import install
 from ..cni.runtime import Runtime
 from ..dns.server import DNSServer
 from ..model import registry as reg
-from ..sources.cache import Cache, Changes, Source
+from ..sources.cache import Cache, Changes, Source, merge
 from ..sources.etcd import Etcd, EtcdError
 from ..sources.lease import NodeLease
 from . import loadbalancer, overlay
@@ -138,8 +138,7 @@ class NodeAgent:
                 # then what follows within a few ms joins it (a burst of writes, one pass)
                 changes = self.source.wait(self.pods.next_deadline())
                 if changes:
-                    for kind, keys in self.source.settle(quiet=0.003, limit=0.05).items():
-                        changes[kind] |= keys
+                    merge(changes, self.source.settle(quiet=0.003, limit=0.05))
         finally:
             self.lease.stop()
             self.source.stop()
@@ -215,8 +214,7 @@ class NodeAgent:
                 break
             more = self.source.wait(min(0.05, max(0.0, deadline - time.monotonic())))
             mine |= bool(more.keys() & OVERLAY) or self.pods.mine(more.get("pod", set()), cache)
-            for kind, keys in more.items():
-                changes.setdefault(kind, set()).update(keys)
+            merge(changes, more)
         return mine
 
     def alive_nodes(self) -> set[str]:

@@ -51,17 +51,22 @@ class PodController:
         self.netns_prefix, self.workloads, self.etcd = netns_prefix, workloads, etcd
         self.path = os.path.join(state_dir, "pods.json")
         self.published: dict[str, reg.PodStatus] | None = None  # as last written to the datastore
+        self.records: dict[str, dict[str, Any]] | None = None  # pods.json, read once: this is its only writer
 
     # -- records -------------------------------------------------------------------
     def load(self) -> dict[str, dict[str, Any]]:
-        try:
-            with open(self.path) as f:
-                return dict(json.load(f))
-        except (OSError, ValueError):
-            return {}
+        """This node's pod records (what a restarted agent adopts): read from disk once, then kept."""
+        if self.records is None:
+            try:
+                with open(self.path) as f:
+                    self.records = dict(json.load(f))
+            except (OSError, ValueError):
+                self.records = {}
+        return self.records
 
     def save(self, pods: dict[str, dict[str, Any]]) -> None:
         write_json(self.path, pods)
+        self.records = pods
 
     def terminating_due(self) -> bool:
         """A terminating pod's grace period is over: it is time to tear it down."""

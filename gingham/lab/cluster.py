@@ -423,9 +423,9 @@ class Lab:
         return self.ns(f"pod-{namespace}.{name}")
 
     def services(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        from ..agent.endpoints import endpoints_of
-        cache = self.cache(SERVICES)
-        services, _ = endpoints_of(cache.state(), cache.pod_status, cache.node_dicts(), cache.leases)
+        from ..agent.endpoints import kube_dns
+        cache = self.cache(SERVICES)  # parsed once, as the agents parse them
+        services = [*cache.services.values(), kube_dns(cache.state(), cache.node_dicts())[0]]
         out = []
         for s in sorted(services, key=lambda s: s.key):
             if namespace and s.namespace != namespace:

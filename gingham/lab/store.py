@@ -46,11 +46,7 @@ class ClusterStore:
 
     def read(self, prefixes: tuple[str, ...] | None = None) -> Cache:
         """A typed cache of everything, or of the keys under `prefixes`."""
-        kvs, rev = self.etcd.range(reg.ROOT) if prefixes is None else self._read(prefixes)
-        cache = Cache(log=lambda msg: None)
-        changes: Changes = defaultdict(set)
-        cache.load([(kv.key, kv.value, kv.mod_revision) for kv in kvs], rev, changes)
-        return cache
+        return _cache(*(self.etcd.range(reg.ROOT) if prefixes is None else self._read(prefixes)))
 
     def status(self) -> Cache:
         """What `lab wait` looks at: pods, their statuses, the nodes' statuses and leases."""
@@ -59,8 +55,7 @@ class ClusterStore:
     def snapshot(self) -> Snapshot:
         """What every write needs: BASE and the allocation Ranges, at one revision."""
         kvs, rev = self._read(BASE)
-        cache = Cache(log=lambda msg: None)
-        cache.load([(kv.key, kv.value, kv.mod_revision) for kv in kvs], rev, defaultdict(set))
+        cache = _cache(kvs, rev)
         got = {kv.key: kv for kv in kvs}
         ranges = Ranges.empty(cache.cluster) if cache.cluster is not None else Ranges()
         if reg.RANGE_SERVICE_IPS in got:
@@ -108,6 +103,13 @@ class ClusterStore:
         """The desired state's revision: the last `lab up/apply/delete`."""
         kv = self.etcd.get(reg.REVISION)
         return kv.mod_revision if kv else 0
+
+
+def _cache(kvs: list[KV], revision: int) -> Cache:
+    """A typed cache of what a read returned (the lab logs nothing of invalid keys: agents do)."""
+    cache = Cache(log=lambda msg: None)
+    cache.load([(kv.key, kv.value, kv.mod_revision) for kv in kvs], revision, defaultdict(set))
+    return cache
 
 
 def node_status(cache: Cache, node: str) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ..model.manifest import lb_pool_addresses
-from ..model.objects import Cluster, ClusterState
-from ..model.services import NODE_PORT_RANGE, Service, parse_service
+from ..model.objects import Cluster
+from ..model.services import NODE_PORT_RANGE
 
 
 class AllocationError(ValueError):
@@ -128,11 +128,6 @@ class Ranges:
 
     def copy(self) -> Ranges:
         return Ranges(self.cidr, self.ips.copy(), self.ports.copy(), dict(self.lbs))
-
-
-def services_of(state: ClusterState) -> list[Service]:
-    return [parse_service(o.namespace, o.name, o.raw, state.cluster.service_cidr)
-            for o in state.objects.values() if o.kind == "Service"]
 
 
 def held_by(key: str, raw: dict[str, Any]) -> Iterator[tuple[str, Any]]:

@@ -154,6 +154,13 @@ _TYPED: list[tuple[str, str, str, Callable[[bytes], Any]]] = [
 ]
 
 
+def merge(into: Changes, more: Changes) -> Changes:
+    """`more`'s changed keys added to `into` (which is returned)."""
+    for kind, keys in more.items():
+        into.setdefault(kind, set()).update(keys)
+    return into
+
+
 def _put(d: dict[str, Any], key: str, value: Any) -> None:
     if value is None:
         d.pop(key, None)
@@ -259,6 +266,5 @@ class Source:
             more = self.wait(quiet)
             if not more:
                 break
-            for k, v in more.items():
-                changes[k] |= v
+            merge(changes, more)
         return changes

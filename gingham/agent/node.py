@@ -85,18 +85,29 @@ class NodeAgent:
 
     # -- the loop --------------------------------------------------------------------
     def start_source(self) -> Changes:
-        """Lists the datastore, retrying until a member answers and this node is registered."""
+        """Lists the datastore once this node is registered in it, retrying until a member answers.
+
+        The lab starts agents while it writes the cluster: until the node's key exists, one key
+        is read every 50 ms, not the whole prefix."""
+        said = ""
         while not self.stop.is_set():
             try:
-                changes = self.source.start()
-                if self.node in self.cache.nodes and self.cache.cluster is not None:
-                    return changes
-                self.source.stop()
-                self.source = Source(self.etcd)
-                print(f"agent {self.node}: not registered in the datastore yet", file=sys.stderr, flush=True)
+                if self.etcd.get(reg.NODES + self.node) is not None:
+                    t0 = time.monotonic()
+                    changes = self.source.start()
+                    if self.node in self.cache.nodes and self.cache.cluster is not None:
+                        print(f"agent {self.node}: listed {len(self.cache.raw):,} keys at revision "
+                              f"{self.cache.revision} in {time.monotonic() - t0:.2f}s", file=sys.stderr, flush=True)
+                        return changes
+                    self.source.stop()
+                    self.source = Source(self.etcd)
+                msg = "not registered in the datastore yet"
             except EtcdError as e:
-                print(f"agent {self.node}: {e}", file=sys.stderr, flush=True)
-            self.stop.wait(0.5)
+                msg = str(e)
+            if msg != said:
+                print(f"agent {self.node}: {msg}", file=sys.stderr, flush=True)
+                said = msg
+            self.stop.wait(0.05)
         return {}
 
     def run(self) -> None:
@@ -105,11 +116,14 @@ class NodeAgent:
         server = CNIServer(self.sock, self.metrics)
         server.start()
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        # the lease first: the other agents, listing at the same time, see this node alive in their
+        # first pass instead of rewriting every Service when it appears a moment later
+        self.lease.start()
         changes = self.start_source()
         if self.stop.is_set():
+            self.lease.stop()
             server.stop()
             return
-        self.lease.start()
         # bound to the node address, not 0.0.0.0: a UDP reply from a wildcard socket takes the
         # source address of the route back (cni0's), which conntrack would not match to the DNAT
         node_ip = self.cache.nodes[self.node].ip
@@ -155,7 +169,7 @@ class NodeAgent:
         t0 = time.monotonic()
         self._sync(changes, full)
         took = time.monotonic() - t0
-        if took > 0.2:
+        if took > 0.2 or full:
             what = ", ".join(f"{len(v)} {k}" for k, v in sorted(changes.items()))
             print(f"agent {self.node}: {'full ' if full else ''}sync of {what or 'nothing'} took {took:.2f}s",
                   file=sys.stderr, flush=True)
@@ -168,6 +182,7 @@ class NodeAgent:
         if full and self.await_pods(changes):
             self.reconcile_node()  # what came while waiting concerned this node's pods or the overlay
         alive = self.alive_nodes()
+        touched: set[str] = set()
         if full or changes.keys() - IGNORED:
             touched, changed_pods = self.services.sync(cache, changes, full, alive)
             svc = self.services
@@ -187,8 +202,13 @@ class NodeAgent:
                 self.health.sync(cache.nodes[self.node].ip, every, svc.endpoints, self.node)
                 self.special = {s.key for s in every if s.type == "LoadBalancer" or s.health_check_node_port}
             self.dns.sync(cache, svc.services, svc.endpoints, touched, changed_pods, full)
-            self.slices.sync(cache, svc.services, svc.endpoints, touched)
+            if not full:  # a change's slices are in the datastore when `lab apply` returns
+                self.slices.sync(cache, svc.services, svc.endpoints, touched)
         self.write_status()
+        if full:
+            # after the status: the slices are the controller's report, not what this node
+            # programs, and writing 30,000 of them at start must not hold back "programmed"
+            self.slices.sync(cache, self.services.services, self.services.endpoints, touched)
 
     def reconcile_node(self) -> None:
         """The overlay towards the nodes holding a lease, and this node's pods."""

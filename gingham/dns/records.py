@@ -43,12 +43,13 @@ class RecordIndex:
 
     def _exists(self, name: str) -> list[str]:
         """The name and every parent of it inside the zone (empty non-terminals exist too)."""
-        labels = name.rstrip(".").split(".")
-        out = []
-        for i in range(len(labels)):
-            parent = ".".join(labels[i:]) + "."
-            if parent.endswith(self.domain + ".") or parent == self.domain + ".":
-                out.append(parent)
+        n, zone = name.rstrip("."), self.domain
+        if n != zone and not n.endswith("." + zone):
+            return []
+        out = [n + "."]
+        while n != zone:
+            n = n.split(".", 1)[1]
+            out.append(n + ".")
         return out
 
     def put(self, owner: str, recs: list[Record], bare: Sequence[str] = ()) -> None:
@@ -113,6 +114,9 @@ class RecordIndex:
 
 
 def reverse(ip: str) -> str:
+    """The PTR name of an address (IPv4 by hand: this runs once per Service and endpoint)."""
+    if ":" not in ip:
+        return ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
     return ipaddress.ip_address(ip).reverse_pointer
 
 

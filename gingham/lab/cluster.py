@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..agent.procs import pid_alive
@@ -31,7 +32,7 @@ from ..agent.store import write_json
 from ..kernel import netns
 from ..model import manifest
 from ..model import registry as reg
-from ..model.objects import ClusterState, Object
+from ..model.objects import Cluster, ClusterState, Object
 from ..services.allocate import AllocationError, Ranges, allocate, held_by
 from ..sources.cache import Cache
 from ..sources.etcd import EtcdError
@@ -111,27 +112,28 @@ class Lab:
             raise LabError(f"lab {self.name!r} is already up: use `gingham lab apply`, or `gingham lab down` first")
         if etcd_members not in (1, 3, 5):
             raise LabError(f"--etcd-members {etcd_members}: use 1, 3 or 5 (a quorum needs an odd count)")
-        # every document is checked, and Service addresses allocated, before anything is built
-        parsed = manifest.schedule(manifest.parse(files))
-        state, ranges = self._allocate(parsed, Snapshot(Cache(), Ranges.empty(parsed.cluster)))
         t0 = time.monotonic()
+        # every document is checked before anything is built
+        parsed = manifest.schedule(manifest.parse(files))
+        nodes = self._nodes(parsed.cluster)
         os.makedirs(self.dir, exist_ok=True)
-        meta: dict[str, Any] = {"name": self.name, "cluster": state.cluster.name, "netns": [], "agents": {},
+        meta: dict[str, Any] = {"name": self.name, "cluster": parsed.cluster.name, "netns": [], "agents": {},
                                 "etcd": [], "created": time.time()}
         write_json(self.meta_path, meta)
+        # the namespaces, etcd and the agents start while addresses are allocated and the objects
+        # encoded (an allocation that fails takes them down again: nothing is left)
+        building = ThreadPoolExecutor(1, thread_name_prefix="lab-build")
+        built = building.submit(self._build, parsed.cluster, meta, etcd_members)
         try:
-            nodes = self._build(state, meta, etcd_members)
-            write_json(self.meta_path, meta)
             try:
-                members.wait_ready(meta["etcd"])
-            except EtcdError as e:
-                raise LabError(str(e)) from None
-            ok, rev = self.store.commit(self.store.snapshot(), reg.spec_keys(state, nodes), ranges)
+                state, ranges = self._allocate(parsed, Snapshot(Cache(), Ranges.empty(parsed.cluster)))
+                keys = reg.spec_keys(state, nodes)
+            finally:
+                building.shutdown(wait=True)
+            built.result()
+            ok, rev = self.store.commit(self.store.snapshot(), keys, ranges)
             if not ok:
                 raise LabError(f"lab {self.name}: its new datastore was written to by someone else")
-            for node in state.cluster.nodes:
-                meta["agents"][node] = self._start_agent(node)
-            write_json(self.meta_path, meta)
             self.wait(rev, timeout)
         except BaseException:
             self.down()
@@ -140,7 +142,18 @@ class Lab:
         write_json(self.meta_path, meta)
         return meta
 
-    def _build(self, state: ClusterState, meta: dict[str, Any], etcd_members: int) -> dict[str, reg.NodeInfo]:
+    def _nodes(self, cluster: Cluster) -> dict[str, reg.NodeInfo]:
+        """Each node's address on the underlay, pod CIDR, VTEP MAC and namespace."""
+        cidrs = cluster.node_cidrs()
+        return {node: reg.NodeInfo(node, str(UNDERLAY.network_address + 11 + i), cidrs[node],
+                                   vtep_mac(self.name, node), self.ns(f"node-{node}"))
+                for i, node in enumerate(cluster.nodes)}
+
+    def _build(self, cluster: Cluster, meta: dict[str, Any], etcd_members: int) -> None:
+        """The underlay, the etcd members (ready), the nodes' and external's namespaces, the agents.
+
+        The agents start before the cluster is written: they import, install their CNI
+        plugins and wait for their node's key meanwhile."""
         from ..kernel.links import Netlink
         underlay = self._add_ns(meta, "underlay")
         with netns.entered(underlay), Netlink() as nl:
@@ -152,13 +165,8 @@ class Lab:
             members.wire(m["netns"], self.ns("underlay"), m["ip"], UNDERLAY.prefixlen, f"ue-{i}")
             meta["etcd"].append(m)
         members.start(meta["etcd"], os.path.join(self.dir, "etcd"), f"gingham-{self.name}")
-        hosts = [("external", EXTERNAL_IP)]
-        cidrs = state.cluster.node_cidrs()
-        nodes: dict[str, reg.NodeInfo] = {}
-        for i, node in enumerate(state.cluster.nodes):
-            ip = str(UNDERLAY.network_address + 11 + i)
-            hosts.append((f"node-{node}", ip))
-            nodes[node] = reg.NodeInfo(node, ip, cidrs[node], vtep_mac(self.name, node), self.ns(f"node-{node}"))
+        write_json(self.meta_path, meta)
+        hosts = [("external", EXTERNAL_IP)] + [(f"node-{n}", info.ip) for n, info in self._nodes(cluster).items()]
         ul_fd = netns.open_ns(underlay)
         try:
             for i, (what, ip) in enumerate(hosts):
@@ -174,7 +182,13 @@ class Lab:
                     nl.set(link.index, f"{port} on ul0", master=nl.require("ul0").index, state="up")
         finally:
             os.close(ul_fd)
-        return nodes
+        try:
+            members.wait_ready(meta["etcd"])
+        except EtcdError as e:
+            raise LabError(str(e)) from None
+        for node in cluster.nodes:
+            meta["agents"][node] = self._start_agent(node)
+        write_json(self.meta_path, meta)
 
     def _add_ns(self, meta: dict[str, Any], what: str) -> str:
         name = self.ns(what)

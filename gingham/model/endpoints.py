@@ -61,23 +61,30 @@ class EndpointIndex:
                 self.views[key] = view
                 by_ns[key] = view
             for skey in self._services_by_ns.get(ns, ()):
+                if skey in dirty:
+                    continue
                 sel = self.services[skey].selector
                 if sel is None:
                     continue
                 if any(v is not None and matches({"matchLabels": sel}, v.labels) for v in (old_view, view)):
                     dirty.add(skey)
         changed = set()
+        to_derive: dict[str, list[Service]] = {}
         for key in dirty:
-            svc = self.services.get(key)
-            if svc is None:
+            have = self.services.get(key)
+            if have is None:
                 if self.endpoints.pop(key, None) is not None:
                     changed.add(key)
-                continue
-            eps = derive_endpoints([svc], list(self._pods_by_ns.get(svc.namespace, {}).values())).get(key)
-            if eps is None:
-                if self.endpoints.pop(key, None) is not None:
-                    changed.add(key)
-            elif self.endpoints.get(key) != eps:
-                self.endpoints[key] = eps
-                changed.add(key)
+            else:
+                to_derive.setdefault(have.namespace, []).append(have)
+        for ns, svcs in to_derive.items():  # one derivation per namespace: pods sorted and matched once
+            derived = derive_endpoints(svcs, list(self._pods_by_ns.get(ns, {}).values()))
+            for s in svcs:
+                eps = derived.get(s.key)
+                if eps is None:
+                    if self.endpoints.pop(s.key, None) is not None:
+                        changed.add(s.key)
+                elif self.endpoints.get(s.key) != eps:
+                    self.endpoints[s.key] = eps
+                    changed.add(s.key)
         return changed

@@ -13,6 +13,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from . import yamldocs
+
 from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod
 from .netpol import NetpolError, parse_policy
 from .services import ServiceError, parse_service
@@ -60,19 +62,16 @@ class _Doc:
         return cur
 
 
-# libyaml's safe loader when PyYAML was built with it: the pure-Python one took 8 s for
-# 10,000 Services, the C one a tenth of that; both build the same plain objects.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def read_documents(paths: Iterable[str]) -> list[_Doc]:
     docs = []
     for path in paths:
         try:
             with open(path) as f:
-                loaded = list(yaml.load_all(f, Loader=_LOADER))
+                loaded = yamldocs.load_all(f)
         except OSError as e:
             raise ManifestError(path, 0, "-", "-", f"cannot read: {e.strerror}") from e
+        except UnicodeDecodeError as e:
+            raise ManifestError(path, 0, "-", f"byte {e.start}", "not UTF-8 text") from e
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"line {mark.line + 1}" if mark else "?"

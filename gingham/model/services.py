@@ -8,8 +8,9 @@ named targetPorts resolved per pod and the ready/serving/terminating conditions.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Callable
 
 from .labels import matches
@@ -91,6 +92,23 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+@lru_cache(maxsize=64)
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The service range, parsed once (not once per Service)."""
+    return ipaddress.ip_network(cidr)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """ipaddress.ip_address, with IPv4 read by the C parser (as strict: four decimal octets,
+    no leading zeros), since every Service of a listing passes here."""
+    if isinstance(text, str) and ":" not in text:
+        try:
+            return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, text))
+        except OSError:
+            raise ValueError(text) from None
+    return ipaddress.ip_address(text)
+
+
 def parse_service(ns: str, name: str, raw: dict[str, Any], service_cidr: str) -> Service:
     spec = raw.get("spec") or {}
     if not isinstance(spec, dict):
@@ -98,12 +116,12 @@ def parse_service(ns: str, name: str, raw: dict[str, Any], service_cidr: str) ->
     typ = spec.get("type", "ClusterIP")
     if typ not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
         raise ServiceError("spec.type", f"must be ClusterIP, NodePort, LoadBalancer or ExternalName, got {typ!r}")
-    cidr = ipaddress.ip_network(service_cidr)
+    cidr = _network(service_cidr)
     cip = spec.get("clusterIP", "") or ""
     if cip not in ("", "None"):
         try:
-            ip = ipaddress.ip_address(cip)
-        except ValueError:
+            ip = _address(cip)
+        except (ValueError, TypeError):
             raise ServiceError("spec.clusterIP", f"{cip!r} is not an IP address (or \"None\" for headless)") from None
         if ip not in cidr or ip in (cidr.network_address, cidr.broadcast_address):
             raise ServiceError("spec.clusterIP", f"{cip} is not in the service range {cidr}")
@@ -212,23 +230,40 @@ def resolve_target(sp: ServicePort, pod: PodView) -> int | None:
     return None
 
 
+@lru_cache(maxsize=1 << 16)
+def ip_order(ip: str) -> tuple[int, int]:
+    """The sort key of an address (IPv4 before IPv6), parsed once per address seen."""
+    a = ipaddress.ip_address(ip)
+    return a.version, int(a)
+
+
 def derive_endpoints(services: list[Service], pods: list[PodView]) -> dict[str, list[Endpoint]]:
-    """svc key -> endpoints, as the EndpointSlice controller publishes them (sorted by IP)."""
+    """svc key -> endpoints, as the EndpointSlice controller publishes them (sorted by IP).
+
+    Pods are ordered by address once, and the pods a selector matches are found once per
+    namespace and selector, however many Services share it."""
     out: dict[str, list[Endpoint]] = {}
+    by_ns: dict[str, list[PodView]] = {}
+    for pod in sorted((p for p in pods if p.ip), key=lambda p: ip_order(p.ip)):
+        by_ns.setdefault(pod.namespace, []).append(pod)
+    selected: dict[tuple[str, tuple[tuple[str, str], ...]], list[PodView]] = {}
     for svc in services:
         if svc.selector is None or svc.type == "ExternalName":
             continue
+        which = (svc.namespace, tuple(sorted(svc.selector.items())))
+        chosen = selected.get(which)
+        if chosen is None:
+            sel = {"matchLabels": svc.selector}
+            chosen = selected[which] = [p for p in by_ns.get(svc.namespace, ()) if matches(sel, p.labels)]
         eps = []
-        for pod in pods:
-            if pod.namespace != svc.namespace or not pod.ip or not matches({"matchLabels": svc.selector}, pod.labels):
-                continue
+        for pod in chosen:
             ports = tuple((sp.name, sp.protocol, t) for sp in svc.ports if (t := resolve_target(sp, pod)) is not None)
             if svc.ports and not ports:
                 continue
             ready = pod.ready and not pod.terminating
             eps.append(Endpoint(pod.ip, pod.node, f"{pod.namespace}/{pod.name}", ready or svc.publish_not_ready,
                                 pod.ready, pod.terminating, ports, pod.hostname))
-        out[svc.key] = sorted(eps, key=lambda e: ipaddress.ip_address(e.ip))
+        out[svc.key] = eps
     return out
 
 

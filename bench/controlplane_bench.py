@@ -22,6 +22,7 @@ import time
 
 from gingham.kernel import netns
 from gingham.lab.cluster import Lab
+from gingham.model import registry as reg
 
 HEAD = """apiVersion: gingham.dev/v1alpha1
 kind: Cluster
@@ -68,6 +69,18 @@ def agent_stats(lab: Lab) -> tuple[list[float], list[float]]:
         with open(f"/proc/{p}/status") as f:
             rss.append(next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmRSS")))
     return shares, rss
+
+
+def settle(lab: Lab, n: int) -> None:
+    """Until "nothing changing": the EndpointSlice controller has written a slice per Service
+    (it does so after the agents report, so after `lab up` returns), and a second more."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        kvs, _ = lab.store.etcd.range(reg.ENDPOINT_SLICES, page=50000, keys_only=True)
+        if len(kvs) >= n:
+            break
+        time.sleep(0.5)
+    time.sleep(1)
 
 
 def one_change(lab: Lab, tmp: str, ip: str, name: str) -> tuple[float, float, float]:
@@ -117,7 +130,7 @@ def run(n: int) -> None:
     lab.up([path], timeout=1800)
     up = time.monotonic() - t0
     try:
-        time.sleep(3)  # "nothing changing": past the last statuses and EndpointSlices of lab up
+        settle(lab, n)
         idle, rss = agent_stats(lab)
         net = ipaddress.ip_network("10.96.0.0/12")
         rounds = [one_change(lab, tmp, str(net.broadcast_address - 1 - k), f"new{k}") for k in range(5)]

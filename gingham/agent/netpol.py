@@ -1,7 +1,7 @@
 """NetworkPolicy's part of the agent: this node's policy table, written whole once, then by differences.
 
 The compile is pure and incremental (netpol/compile.py's NetpolCompiler: only the local
-pods a change concerns are compiled again), from the World of agent/endpoints.py; each
+pods a change concerns are compiled again), from the World of netpol/world.py; each
 change is one nft transaction, so the kernel never holds half a policy.
 """
 

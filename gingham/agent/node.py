@@ -29,13 +29,13 @@ from ..cni import install
 from ..cni.runtime import Runtime
 from ..dns.server import DNSServer
 from ..model import registry as reg
+from ..netpol.world import world_of
 from ..sources.cache import Cache, Changes, Source, merge
 from ..sources.etcd import Etcd, EtcdError
 from ..sources.lease import NodeLease
 from . import loadbalancer, overlay
 from .cni_server import CNIServer, warm_up
 from .dns import DNSController
-from .endpoints import world_of
 from .health import HealthServers
 from .metrics import METRICS_PORT, AgentMetrics, serve_metrics
 from .netpol import NetpolController
@@ -187,7 +187,7 @@ class NodeAgent:
             touched, changed_pods = self.services.sync(cache, changes, full, alive)
             svc = self.services
             if full or changes.keys() & NETPOL:
-                world = world_of(cache.state(), cache.pod_status, cache.node_dicts())
+                world = world_of(cache.state(), cache.pod_status, cache.node_dicts(), cache.policies.values())
                 self.metrics.policies.set(len(world.policies))
                 with self.metrics.timed(self.metrics.netpol_sync):
                     self.netpol.sync(world)

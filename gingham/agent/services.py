@@ -15,12 +15,11 @@ from collections import ChainMap
 from typing import Mapping
 
 from ..kernel import nft, sysctl
-from ..model.endpoints import EndpointIndex, pod_view
+from ..model.endpoints import EndpointIndex, kube_dns, pod_view
 from ..model.services import Endpoint, Service
 from ..services.compile import NodeContext
 from ..services.proxy import ServiceProxy
 from ..sources.cache import Cache, Changes
-from .endpoints import kube_dns
 from .metrics import AgentMetrics
 
 

@@ -437,7 +437,7 @@ class Lab:
         return self.ns(f"pod-{namespace}.{name}")
 
     def services(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        from ..agent.endpoints import kube_dns
+        from ..model.endpoints import kube_dns
         cache = self.cache(SERVICES)  # parsed once, as the agents parse them
         services = [*cache.services.values(), kube_dns(cache.state(), cache.node_dicts())[0]]
         out = []

@@ -9,8 +9,8 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..agent.endpoints import world_of
 from ..kernel import netns
+from ..netpol.world import world_of
 from .cluster import Lab, LabError
 from .store import STATUS
 from .probe import probe
@@ -36,7 +36,7 @@ def world_from_file(files: list[str]) -> World:
 
 def world_from_lab(lab: Lab) -> World:
     cache = lab.cache()
-    return world_of(cache.state(), cache.pod_status, cache.node_dicts())
+    return world_of(cache.state(), cache.pod_status, cache.node_dicts(), cache.policies.values())
 
 
 def probe_matrix(lab: Lab, world: World, pods: list[PodInfo], port: int, protocol: str) -> dict[tuple[str, str], bool]:

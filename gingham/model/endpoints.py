@@ -9,12 +9,13 @@ result equals `derive_endpoints` over everything (a property test checks it).
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from .labels import matches
 from .objects import Pod
 from .registry import PodStatus
-from .services import Endpoint, PodView, Service, derive_endpoints
+from .objects import ClusterState
+from .services import Endpoint, PodView, Service, ServicePort, derive_endpoints
 
 
 def pod_view(pod: Pod, status: PodStatus | None, node_alive: bool = True) -> PodView | None:
@@ -26,6 +27,21 @@ def pod_view(pod: Pod, status: PodStatus | None, node_alive: bool = True) -> Pod
         return None
     return PodView(pod.namespace, pod.name, pod.labels, pod.node_name, status.ip, status.ready and node_alive, False,
                    tuple((p.name, p.protocol, p.port) for p in pod.ports), pod.name)
+
+
+def kube_dns(state: ClusterState, nodes: dict[str, dict[str, Any]]) -> tuple[Service, list[Endpoint]]:
+    """The `kube-system/kube-dns` Service at .10 of the service range; every node's agent serves it.
+
+    internalTrafficPolicy Local: a pod's queries go to its own node's server (NodeLocal
+    DNSCache's idea), never across the underlay from a pod address."""
+    ip = state.cluster.dns_ip
+    ports = (ServicePort("dns", "UDP", 53, 53), ServicePort("dns-tcp", "TCP", 53, 53),
+             ServicePort("metrics", "TCP", 9153, 9153))
+    svc = Service("kube-system", "kube-dns", "ClusterIP", ip, ports, None, internal_policy_local=True)
+    eps = [Endpoint(n["ip"], name, f"node/{name}", ports=(("dns", "UDP", 53), ("dns-tcp", "TCP", 53),
+                                                           ("metrics", "TCP", 9153)))
+           for name, n in sorted(nodes.items())]
+    return svc, eps
 
 
 class EndpointIndex:

@@ -177,7 +177,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    from ..model.manifest import ManifestError
+    from ..model.errors import ManifestError
     from ..sources.etcd import EtcdError
     from .cluster import LabError
     try:

@@ -24,20 +24,20 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..agent.procs import pid_alive
 from ..agent.store import write_json
 from ..kernel import netns
-from ..model import manifest
 from ..model import registry as reg
 from ..model.objects import Cluster, ClusterState, Object
-from ..services.allocate import AllocationError, Ranges, allocate, held_by
 from ..sources.cache import Cache
 from ..sources.etcd import EtcdError
 from . import etcd as members
 from .store import SERVICES, STATUS, ClusterStore, Snapshot, node_status
+
+if TYPE_CHECKING:
+    from ..services.allocate import AllocationError, Ranges
 
 LAB_ROOT = os.environ.get("GINGHAM_LAB_ROOT", "/var/lib/gingham/labs")
 UNDERLAY = ipaddress.ip_network("192.168.200.0/24")
@@ -113,6 +113,10 @@ class Lab:
         if etcd_members not in (1, 3, 5):
             raise LabError(f"--etcd-members {etcd_members}: use 1, 3 or 5 (a quorum needs an odd count)")
         t0 = time.monotonic()
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ..model import manifest
+        from ..services.allocate import Ranges
         # every document is checked before anything is built
         parsed = manifest.schedule(manifest.parse(files))
         nodes = self._nodes(parsed.cluster)
@@ -287,6 +291,7 @@ class Lab:
     def _change(self, files: list[str], delete: bool, tries: int = 5) -> int:
         """One write of the API server's: read what the manifest touches, validate, allocate,
         commit if nothing read has changed meanwhile (else read again). The new revision."""
+        from ..model import manifest  # only the commands that write read manifests
         self.meta()
         for _ in range(tries):
             try:
@@ -316,6 +321,7 @@ class Lab:
     def _allocate(self, state: ClusterState, snap: Snapshot) -> tuple[ClusterState, Ranges]:
         """The Services of `state` with their ClusterIPs, NodePorts and LB addresses, given what
         they held before (`snap.objects`) and what every other Service holds (`snap.ranges`)."""
+        from ..services.allocate import AllocationError, allocate
         services = {f"{o.namespace}/{o.name}": o.raw for o in state.objects.values() if o.kind == "Service"}
         previous = {f"{o.namespace}/{o.name}": snap.objects[k] for o in state.objects.values()
                     if o.kind == "Service" and (k := reg.object_key(o.kind, o.namespace, o.name)) in snap.objects}
@@ -333,6 +339,7 @@ class Lab:
         """The refusal, naming the Service that holds the value: one being written, kube-dns,
         or one in the datastore (looked up only on this path: the allocation keys say what is
         taken, not by whom)."""
+        from ..services.allocate import held_by
         if e.taken is None:
             return str(e)
         kind, value = e.taken

@@ -35,7 +35,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    from ..model.manifest import ManifestError
+    from ..model.errors import ManifestError
     from . import netpol_cmds
     from .cluster import LabError
     try:

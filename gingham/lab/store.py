@@ -13,12 +13,14 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model import registry as reg
-from ..services.allocate import Bitmap, Ranges
 from ..sources.cache import Cache, Changes
 from ..sources.etcd import KV, Etcd, cmp_mod, kvs_of, op_delete, op_get, op_put
+
+if TYPE_CHECKING:  # the allocator is imported by the writes that need it, not by every read
+    from ..services.allocate import Ranges
 
 BASE = (reg.CLUSTER, reg.NAMESPACES, reg.NODES, reg.PODS, reg.ROOT + "ranges/")
 STATUS = (reg.CLUSTER, reg.REVISION, reg.NODES, reg.PODS, reg.POD_STATUS, reg.NODE_STATUS, reg.LEASES)
@@ -54,6 +56,7 @@ class ClusterStore:
 
     def snapshot(self) -> Snapshot:
         """What every write needs: BASE and the allocation Ranges, at one revision."""
+        from ..services.allocate import Bitmap, Ranges
         kvs, rev = self._read(BASE)
         cache = _cache(kvs, rev)
         got = {kv.key: kv for kv in kvs}

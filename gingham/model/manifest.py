@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import yaml
 
 from . import yamldocs
+from .errors import ManifestError
 
 from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod
 from .netpol import NetpolError, parse_policy
@@ -27,12 +28,6 @@ KINDS = {
     ("v1", "Namespace"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Service"),
     ("networking.k8s.io/v1", "NetworkPolicy"), ("gingham.dev/v1alpha1", "Cluster"),
 }
-
-
-class ManifestError(ValueError):
-    def __init__(self, file: str, doc: int, obj: str, field: str, msg: str) -> None:
-        self.file, self.doc, self.obj, self.field, self.msg = file, doc, obj, field, msg
-        super().__init__(f"{file}: document {doc} ({obj}): {field}: {msg}")
 
 
 class _Doc:

@@ -1,4 +1,4 @@
-"""A small etcd v3 client over etcd's JSON gateway (HTTP/1.1, stdlib only).
+"""A small etcd v3 client over etcd's JSON gateway (HTTP/1.1 over sources/http1.py).
 
 Why our own and not a package (README, "The datastore"): the PyPI `etcd3` package is
 unmaintained and breaks with protobuf 4+; the maintained ones are either asyncio + gRPC
@@ -16,12 +16,13 @@ Keys and values are bytes on the wire (base64 in JSON); here they are `str` keys
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import socket
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
+
+from . import http1
 
 Connect = Callable[[str, int, float], socket.socket]
 
@@ -80,18 +81,6 @@ def plain_connect(host: str, port: int, timeout: float) -> socket.socket:
     return socket.create_connection((host, port), timeout=timeout)
 
 
-class _Conn(http.client.HTTPConnection):
-    """An HTTPConnection whose socket comes from a factory (e.g. opened inside a network namespace)."""
-
-    def __init__(self, host: str, port: int, timeout: float, connect: Connect) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._factory = connect
-
-    def connect(self) -> None:
-        self.sock = self._factory(self.host, self.port or 2379, self.timeout or 5.0)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 class Etcd:
     def __init__(self, endpoints: list[str] | str, timeout: float = 5.0, connect: Connect = plain_connect) -> None:
         eps = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
@@ -101,12 +90,14 @@ class Etcd:
         self.timeout = timeout
         self._connect = connect
         self._lock = threading.Lock()
-        self._conn: _Conn | None = None
+        self._conn: http1.Connection | None = None
         self._current = 0
 
-    def _open(self, i: int, timeout: float | None) -> _Conn:
+    def _open(self, i: int, timeout: float | None) -> http1.Connection:
         host, _, port = self.endpoints[i].rpartition(":")
-        return _Conn(host, int(port), timeout if timeout is not None else self.timeout, self._connect)
+        sock = self._connect(host, int(port), timeout if timeout is not None else self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return http1.Connection(sock, self.endpoints[i])
 
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POSTs one request; on a connection failure tries each member once."""
@@ -114,20 +105,26 @@ class Etcd:
         last: Exception | None = None
         with self._lock:
             for attempt in range(len(self.endpoints) + 1):
-                if self._conn is None:
-                    self._conn = self._open(self._current, None)
                 try:
-                    self._conn.request("POST", path, data, {"Content-Type": "application/json"})
-                    resp = self._conn.getresponse()
+                    if self._conn is None:
+                        self._conn = self._open(self._current, None)
+                    resp = self._conn.post(path, data)
                     raw = resp.read()
-                except (OSError, http.client.HTTPException) as e:
+                except OSError as e:
                     last = e
-                    self._conn.close()
-                    self._conn = None
+                    if self._conn is not None:
+                        self._conn.close()
+                        self._conn = None
                     if attempt > 0:  # the same member twice (a stale keep-alive), then the next one
                         self._current = (self._current + 1) % len(self.endpoints)
                     continue
-                out: dict[str, Any] = json.loads(raw) if raw else {}
+                if not self._conn.reusable:
+                    self._conn.close()
+                    self._conn = None
+                try:
+                    out: dict[str, Any] = json.loads(raw) if raw else {}
+                except ValueError:
+                    raise EtcdError(f"etcd {path}: an answer that is not JSON (status {resp.status})") from None
                 if resp.status != 200:
                     raise EtcdError(f"etcd {path}: {out.get('error') or out.get('message') or resp.status}")
                 return out
@@ -207,21 +204,21 @@ class Etcd:
     def watch(self, prefix: str, start_revision: int) -> Watch:
         """A watch of every change under `prefix` from `start_revision` on, on a connection of its own."""
         last: Exception | None = None
+        body = json.dumps({"create_request": {"key": b64(prefix), "range_end": b64(prefix_end(prefix)),
+                                              "start_revision": start_revision}}).encode()
         for i in range(len(self.endpoints)):
             j = (self._current + i) % len(self.endpoints)
-            c = self._open(j, self.timeout)
+            c: http1.Connection | None = None
             try:
-                c.request("POST", "/v3/watch", json.dumps({"create_request": {
-                    "key": b64(prefix), "range_end": b64(prefix_end(prefix)),
-                    "start_revision": start_revision}}).encode(), {"Content-Type": "application/json"})
-                resp = c.getresponse()
+                c = self._open(j, self.timeout)
+                resp = c.post("/v3/watch", body)
                 if resp.status != 200:
-                    raise http.client.HTTPException(f"status {resp.status}")
-            except (OSError, http.client.HTTPException) as e:
+                    raise http1.ProtocolError(f"status {resp.status}")
+            except OSError as e:
                 last = e
-                c.close()
+                if c is not None:
+                    c.close()
                 continue
-            assert c.sock is not None
             c.sock.settimeout(None)  # events come when they come; close() ends the wait
             return Watch(c, resp)
         raise EtcdError(f"no etcd member answered a watch ({', '.join(self.endpoints)}): {last}")
@@ -230,30 +227,33 @@ class Etcd:
 class Watch:
     """An open watch: iterate for (header revision, events); close() from any thread ends it."""
 
-    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+    def __init__(self, conn: http1.Connection, resp: http1.Response) -> None:
         self._conn, self._resp = conn, resp
         self.closed = False
 
     def close(self) -> None:
         self.closed = True
-        sock = self._conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        try:
+            self._conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def __iter__(self) -> Iterator[tuple[int, list[Event]]]:
+        lines = self._resp.lines()
         try:
             while True:
                 try:
-                    line = self._resp.readline()
-                except (OSError, ValueError, http.client.HTTPException) as e:
+                    line = next(lines, None)
+                except (OSError, ValueError) as e:
+                    if self.closed:
+                        return
                     raise EtcdError(f"watch connection lost: {e}") from None
-                if not line:
+                if line is None:
                     if self.closed:
                         return
                     raise EtcdError("watch closed by etcd")
+                if not line.strip():
+                    continue
                 msg = json.loads(line)
                 if "error" in msg:
                     raise EtcdError(f"watch: {msg['error'].get('message', msg['error'])}")

@@ -125,8 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line. Everything after the first `--` is a command to run (`lab exec
+    TARGET --name LAB -- CMD`), split off before parsing so that options may come anywhere
+    before it, as kubectl allows."""
+    after: list[str] | None = None
+    if "--" in argv:
+        i = argv.index("--")
+        argv, after = argv[:i], argv[i + 1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if after is not None:
+        if not hasattr(args, "command"):
+            parser.error("'--' and a command after it are for `gingham lab exec` only")
+        args.command = [*args.command, *after]
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else list(argv))
     if args.cmd == "lab":
         from .lab import cli as lab_cli
         sys.exit(lab_cli.run(args))

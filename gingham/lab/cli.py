@@ -96,7 +96,7 @@ def cmd_get(a: argparse.Namespace) -> int:
 
 def cmd_exec(a: argparse.Namespace) -> int:
     path = _lab(a.name).target_netns(a.target)
-    cmd = [c for c in a.command if c != "--"] if a.command and a.command[0] == "--" else a.command
+    cmd = a.command
     if not cmd:
         from .cluster import LabError
         raise LabError("give a command after --, e.g. gingham lab exec default/web-0 -- ip addr")
@@ -158,7 +158,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(fn=cmd_get)
     p = common(ls.add_parser("exec", help="run a command in a pod (NS/POD), node/NAME or external"))
     p.add_argument("target")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("command", nargs="*", help="the command, after -- (gingham lab exec ns/pod -- ip addr)")
     p.set_defaults(fn=cmd_exec)
     p = common(ls.add_parser("probe", help="connect from SOURCE to DEST:PORT and show who answered"))
     p.add_argument("source")

@@ -30,10 +30,12 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod
-from .services import Endpoint, Service
+
+if TYPE_CHECKING:  # loaded by the slice functions that build them: a `lab get pods` needs neither
+    from .services import Endpoint, Service
 
 ROOT = "/registry/"
 CLUSTER = ROOT + "gingham.dev/cluster"
@@ -317,6 +319,7 @@ def encode_slices(svc: Service, eps: list[Endpoint]) -> dict[str, dict[str, Any]
 
 def decode_slice(value: bytes) -> tuple[str, str, list[Endpoint]]:
     """(namespace, Service name, endpoints) of an EndpointSlice."""
+    from .services import Endpoint
     d = document(value)
     ports = tuple((str(p.get("name", "")), str(p.get("protocol", "TCP")), int(p["port"]))
                   for p in _at(d, "ports", list) if isinstance(p, dict))

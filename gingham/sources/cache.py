@@ -20,13 +20,15 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..model import registry as reg
-from ..model.netpol import NetpolError, NetworkPolicy, parse_policy
 from ..model.objects import Cluster, ClusterState, Namespace, Object, Pod
-from ..model.services import Service, ServiceError, parse_service
 from .etcd import Compacted, Etcd, EtcdError, Event
+
+if TYPE_CHECKING:  # parsed where a Service or policy arrives: `lab get pods` never loads their parsers
+    from ..model.netpol import NetworkPolicy
+    from ..model.services import Service
 
 Changes = dict[str, set[str]]  # kind ("pod", "service", "podstatus", ...) -> keys that changed
 
@@ -77,7 +79,7 @@ class Cache:
         try:
             self._apply(key, value, changes)
             self.invalid.pop(key, None)
-        except (reg.DecodeError, ServiceError, NetpolError, ValueError, TypeError) as e:
+        except (ValueError, TypeError) as e:  # DecodeError, ServiceError and NetpolError among them
             self.invalid[key] = str(e)
             self.log(f"datastore: skipping {key}: {e}")
             if key in self.raw:
@@ -122,6 +124,7 @@ class Cache:
             if o.kind == "Service":
                 self._service(o, changes)
             elif o.kind == "NetworkPolicy":
+                from ..model.netpol import parse_policy
                 self.policies[f"{o.namespace}/{o.name}"] = parse_policy(o.namespace, o.name, o.raw)
                 changes["policy"].add(f"{o.namespace}/{o.name}")
             self.objects[o.key] = o
@@ -129,6 +132,7 @@ class Cache:
             changes["object"].add(o.key)
 
     def _service(self, o: Object, changes: Changes) -> None:
+        from ..model.services import parse_service
         if self.cluster is not None:
             self.services[f"{o.namespace}/{o.name}"] = parse_service(o.namespace, o.name, o.raw,
                                                                      self.cluster.service_cidr)

@@ -17,6 +17,7 @@ from . import yamldocs
 from .errors import ManifestError
 
 from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod
+from .pool import parse_pool
 from .netpol import NetpolError, parse_policy
 from .services import ServiceError, parse_service
 
@@ -76,11 +77,37 @@ def read_documents(paths: Iterable[str]) -> list[_Doc]:
                 continue
             if not isinstance(body, dict):
                 raise ManifestError(path, i, "?", "-", "a document must be a mapping (an object)")
+            bad = _not_json(body)
+            if bad is not None:
+                raise _Doc(path, i, body).error(*bad)
             if body.get("kind") == "List" and isinstance(body.get("items"), list):
                 docs += [_Doc(path, i, item) for item in body["items"]]
             else:
                 docs.append(_Doc(path, i, body))
     return docs
+
+
+def _not_json(value: Any, where: str = "") -> tuple[str, str] | None:
+    """(field, why) where a document holds what JSON cannot (and so neither can the API
+    server's objects nor the datastore): a YAML date, set or binary, a key that is not a
+    string, a float that is not finite. None when it is all plain."""
+    stack = [(value, where)]
+    while stack:
+        v, at = stack.pop()
+        if isinstance(v, dict):
+            for k, item in v.items():
+                if not isinstance(k, str):
+                    return at or "-", f"the key {k!r} is not a string (quote it)"
+                stack.append((item, f"{at}.{k}" if at else k))
+        elif isinstance(v, list):
+            stack += [(item, f"{at}[{i}]") for i, item in enumerate(v)]
+        elif isinstance(v, float) and v != v or v in (float("inf"), float("-inf")) and isinstance(v, float):
+            return at, f"{v!r} is not a number JSON can hold"
+        elif not (v is None or isinstance(v, (str, int, float))):
+            kind = {"date": "a date", "datetime": "a timestamp", "set": "a set", "bytes": "binary data"}.get(
+                type(v).__name__, type(v).__name__)
+            return at, f"is {kind}, which a Kubernetes object cannot hold (quote it to make it a string)"
+    return None
 
 
 def _labels(d: _Doc, path: str) -> dict[str, str]:
@@ -157,7 +184,7 @@ def _cluster(d: _Doc) -> Cluster:
     pool = d.get("spec.loadBalancerPool", str, "")
     if pool:
         try:
-            lb_pool_addresses(pool)
+            parse_pool(pool)
         except ValueError as e:
             raise d.error("spec.loadBalancerPool", str(e)) from None
     domain = d.get("spec.clusterDomain", str, "cluster.local").strip(".").lower()
@@ -173,24 +200,6 @@ def _cluster(d: _Doc) -> Cluster:
                    tuple(upstreams), pool)
 
 
-def lb_pool_addresses(pool: str) -> list[str]:
-    """A pool given as a CIDR or as "first-last" -> its usable addresses, in order."""
-    if "-" in pool:
-        a, _, b = pool.partition("-")
-        try:
-            first, last = ipaddress.ip_address(a.strip()), ipaddress.ip_address(b.strip())
-        except ValueError:
-            raise ValueError(f"{pool!r} is not a range of two IP addresses") from None
-        if last.version != first.version or int(last) < int(first) or int(last) - int(first) > 65535:
-            raise ValueError(f"{pool!r}: the range is reversed or too large")
-        return [str(first + i) for i in range(int(last) - int(first) + 1)]
-    try:
-        net = ipaddress.ip_network(pool)
-    except ValueError:
-        raise ValueError(f"{pool!r} is not a CIDR or a first-last range") from None
-    return [str(h) for h in (net.hosts() if net.prefixlen < net.max_prefixlen - 1 else net)]
-
-
 def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterState:
     """Validates every document of `paths` and returns the state they describe (merged onto `base`)."""
     docs = read_documents(paths)
@@ -200,8 +209,8 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
     pending_pods: list[tuple[_Doc, Pod]] = []
     pending_services: list[tuple[_Doc, str, str]] = []
     for d in docs:
-        api, kind = d.body.get("apiVersion"), d.body.get("kind")
-        if not isinstance(kind, str) or not kind:
+        api, kind = d.get("apiVersion", str, required=True), d.get("kind", str, required=True)
+        if not kind:
             raise d.error("kind", "is required")
         if (api, kind) not in KINDS:
             known = ", ".join(f"{a} {k}" for a, k in sorted(KINDS))

@@ -109,15 +109,26 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text)
 
 
+def _typed(d: dict[str, Any], key: str, want: type | tuple[type, ...], default: Any, where: str) -> Any:
+    """`d[key]` when it has the type the API gives it (absent or null: `default`)."""
+    v = d.get(key)
+    if v is None:
+        return default
+    types = want if isinstance(want, tuple) else (want,)
+    if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+        names = " or ".join({"str": "a string", "int": "an integer", "bool": "true or false", "dict": "an object",
+                             "list": "a list"}[t.__name__] for t in types)
+        raise ServiceError(where, f"must be {names}, got {v!r}")
+    return v
+
+
 def parse_service(ns: str, name: str, raw: dict[str, Any], service_cidr: str) -> Service:
-    spec = raw.get("spec") or {}
-    if not isinstance(spec, dict):
-        raise ServiceError("spec", "must be an object")
-    typ = spec.get("type", "ClusterIP")
+    spec = _typed(raw, "spec", dict, {}, "spec")
+    typ = _typed(spec, "type", str, "ClusterIP", "spec.type")
     if typ not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
         raise ServiceError("spec.type", f"must be ClusterIP, NodePort, LoadBalancer or ExternalName, got {typ!r}")
     cidr = _network(service_cidr)
-    cip = spec.get("clusterIP", "") or ""
+    cip = _typed(spec, "clusterIP", str, "", "spec.clusterIP")
     if cip not in ("", "None"):
         try:
             ip = _address(cip)
@@ -127,8 +138,8 @@ def parse_service(ns: str, name: str, raw: dict[str, Any], service_cidr: str) ->
             raise ServiceError("spec.clusterIP", f"{cip} is not in the service range {cidr}")
     if cip == "None" and typ != "ClusterIP":
         raise ServiceError("spec.clusterIP", f"a {typ} Service cannot be headless")
-    raw_ports = spec.get("ports") or []
-    if not isinstance(raw_ports, list) or (not raw_ports and typ != "ExternalName" and cip != "None"):
+    raw_ports = _typed(spec, "ports", list, [], "spec.ports")
+    if not raw_ports and typ != "ExternalName" and cip != "None":
         raise ServiceError("spec.ports", "at least one port is required")
     ports: list[ServicePort] = []
     seen: set[tuple[str, str]] = set()
@@ -136,26 +147,26 @@ def parse_service(ns: str, name: str, raw: dict[str, Any], service_cidr: str) ->
         where = f"spec.ports[{i}]"
         if not isinstance(p, dict):
             raise ServiceError(where, "must be an object")
-        pname = p.get("name", "") or ""
+        pname = _typed(p, "name", str, "", f"{where}.name")
         if len(raw_ports) > 1 and not pname:
             raise ServiceError(f"{where}.name", "is required when a Service has more than one port")
-        proto = p.get("protocol", "TCP")
+        proto = _typed(p, "protocol", str, "TCP", f"{where}.protocol")
         if proto not in PROTOCOLS:
             raise ServiceError(f"{where}.protocol", f"must be TCP, UDP or SCTP, got {proto!r}")
-        port = p.get("port")
-        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        port: int = _typed(p, "port", int, 0, f"{where}.port")
+        if not 1 <= port <= 65535:
             raise ServiceError(f"{where}.port", f"must be a port number 1-65535, got {port!r}")
-        tp = p.get("targetPort", port)
+        tp = _typed(p, "targetPort", (int, str), port, f"{where}.targetPort")
         if _int(tp):
             if not 1 <= tp <= 65535:
                 raise ServiceError(f"{where}.targetPort", f"must be 1-65535 or a port name, got {tp!r}")
-        elif not isinstance(tp, str) or not tp or len(tp) > 15:
+        elif not tp or len(tp) > 15:
             raise ServiceError(f"{where}.targetPort", f"must be a number or a container port name, got {tp!r}")
-        np_ = p.get("nodePort", 0) or 0
+        np_ = _typed(p, "nodePort", int, 0, f"{where}.nodePort")
         if np_:
             if typ not in ("NodePort", "LoadBalancer"):
                 raise ServiceError(f"{where}.nodePort", f"only NodePort and LoadBalancer Services have one ({typ})")
-            if not _int(np_) or not NODE_PORT_RANGE[0] <= np_ <= NODE_PORT_RANGE[1]:
+            if not NODE_PORT_RANGE[0] <= np_ <= NODE_PORT_RANGE[1]:
                 raise ServiceError(f"{where}.nodePort", f"must be in {NODE_PORT_RANGE[0]}-{NODE_PORT_RANGE[1]}, "
                                                         f"got {np_!r}")
         if (pname, proto) in seen or (port, proto) in {(q.port, q.protocol) for q in ports}:
@@ -166,43 +177,60 @@ def parse_service(ns: str, name: str, raw: dict[str, Any], service_cidr: str) ->
     if sel is not None:
         if not isinstance(sel, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sel.items()):
             raise ServiceError("spec.selector", "must map label names to string values")
-    affinity = spec.get("sessionAffinity", "None")
+    affinity = _typed(spec, "sessionAffinity", str, "None", "spec.sessionAffinity")
     if affinity not in ("None", "ClientIP"):
         raise ServiceError("spec.sessionAffinity", f"must be None or ClientIP, got {affinity!r}")
-    timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds",
-                                                                                     DEFAULT_AFFINITY_TIMEOUT)
-    if not _int(timeout) or not 1 <= timeout <= 86400:
-        raise ServiceError("spec.sessionAffinityConfig.clientIP.timeoutSeconds", f"must be 1-86400, got {timeout!r}")
+    where = "spec.sessionAffinityConfig.clientIP.timeoutSeconds"
+    config = _typed(spec, "sessionAffinityConfig", dict, {}, "spec.sessionAffinityConfig")
+    client = _typed(config, "clientIP", dict, {}, "spec.sessionAffinityConfig.clientIP")
+    timeout = _typed(client, "timeoutSeconds", int, DEFAULT_AFFINITY_TIMEOUT, where)
+    if not 1 <= timeout <= 86400:
+        raise ServiceError(where, f"must be 1-86400, got {timeout!r}")
     ext = []
-    for i, e in enumerate(spec.get("externalIPs") or []):
+    for i, e in enumerate(_typed(spec, "externalIPs", list, [], "spec.externalIPs")):
         try:
-            ext.append(str(ipaddress.ip_address(e)))
+            ext.append(str(ipaddress.ip_address(e if isinstance(e, str) else "-")))
         except ValueError:
             raise ServiceError(f"spec.externalIPs[{i}]", f"{e!r} is not an IP address") from None
     ranges = []
-    for i, r in enumerate(spec.get("loadBalancerSourceRanges") or []):
+    for i, r in enumerate(_typed(spec, "loadBalancerSourceRanges", list, [], "spec.loadBalancerSourceRanges")):
         try:
-            ranges.append(str(ipaddress.ip_network(r, strict=False)))
-        except (ValueError, TypeError):
+            ranges.append(str(ipaddress.ip_network(r if isinstance(r, str) else "-", strict=False)))
+        except ValueError:
             raise ServiceError(f"spec.loadBalancerSourceRanges[{i}]", f"{r!r} is not a CIDR") from None
-    etp = spec.get("externalTrafficPolicy", "Cluster")
-    itp = spec.get("internalTrafficPolicy", "Cluster")
+    etp = _typed(spec, "externalTrafficPolicy", str, "Cluster", "spec.externalTrafficPolicy")
+    itp = _typed(spec, "internalTrafficPolicy", str, "Cluster", "spec.internalTrafficPolicy")
     for f, v in (("externalTrafficPolicy", etp), ("internalTrafficPolicy", itp)):
         if v not in ("Cluster", "Local"):
             raise ServiceError(f"spec.{f}", f"must be Cluster or Local, got {v!r}")
     if etp == "Local" and typ not in ("NodePort", "LoadBalancer"):
         raise ServiceError("spec.externalTrafficPolicy", "applies only to NodePort and LoadBalancer Services")
-    hc = spec.get("healthCheckNodePort", 0) or 0
-    if hc and (not _int(hc) or not NODE_PORT_RANGE[0] <= hc <= NODE_PORT_RANGE[1]):
+    hc = _typed(spec, "healthCheckNodePort", int, 0, "spec.healthCheckNodePort")
+    if hc and not NODE_PORT_RANGE[0] <= hc <= NODE_PORT_RANGE[1]:
         raise ServiceError("spec.healthCheckNodePort", f"must be in {NODE_PORT_RANGE[0]}-{NODE_PORT_RANGE[1]}")
-    ingress = ((raw.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    lb_ip = str(ingress[0].get("ip", "")) if ingress and isinstance(ingress[0], dict) else ""
-    ext_name = spec.get("externalName", "") or ""
+    status = _typed(raw, "status", dict, {}, "status")
+    lb_status = _typed(status, "loadBalancer", dict, {}, "status.loadBalancer")
+    ingress = _typed(lb_status, "ingress", list, [], "status.loadBalancer.ingress")
+    status_ip = ""
+    if ingress:
+        first = ingress[0]
+        if not isinstance(first, dict):
+            raise ServiceError("status.loadBalancer.ingress[0]", f"must be an object, got {first!r}")
+        status_ip = _typed(first, "ip", str, "", "status.loadBalancer.ingress[0].ip")
+    spec_ip = _typed(spec, "loadBalancerIP", str, "", "spec.loadBalancerIP")
+    for what, value in (("status.loadBalancer.ingress[0].ip", status_ip), ("spec.loadBalancerIP", spec_ip)):
+        if value:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ServiceError(what, f"{value!r} is not an IP address") from None
+    lb_ip = status_ip or spec_ip
+    ext_name = _typed(spec, "externalName", str, "", "spec.externalName")
     if typ == "ExternalName" and not ext_name:
         raise ServiceError("spec.externalName", "is required for an ExternalName Service")
+    pnra = _typed(spec, "publishNotReadyAddresses", bool, False, "spec.publishNotReadyAddresses")
     return Service(ns, name, typ, cip, tuple(ports), sel, affinity == "ClientIP", int(timeout), tuple(ext),
-                   tuple(ranges), etp == "Local", itp == "Local", int(hc), bool(spec.get("publishNotReadyAddresses")),
-                   lb_ip or str(spec.get("loadBalancerIP", "") or ""), ext_name)
+                   tuple(ranges), etp == "Local", itp == "Local", int(hc), pnra, lb_ip, ext_name)
 
 
 @dataclass(frozen=True)

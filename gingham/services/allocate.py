@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ..model.manifest import lb_pool_addresses
+from ..model.pool import AddressPool, parse_pool
 from ..model.objects import Cluster
 from ..model.services import NODE_PORT_RANGE
 
@@ -227,7 +227,7 @@ def allocate(cluster: Cluster, services: dict[str, dict[str, Any]], previous: di
         out.ports.add(at)
         return NODE_PORT_RANGE[0] + at
 
-    pool = lb_pool_addresses(cluster.load_balancer_pool) if cluster.load_balancer_pool else []
+    pool = parse_pool(cluster.load_balancer_pool) if cluster.load_balancer_pool else AddressPool(1, 0, 4)
     for key in order:
         prev_lb = next((v for kind, v in held_by(key, raws[key]) if kind == "lb"), None)
         if prev_lb:
@@ -255,7 +255,7 @@ def allocate(cluster: Cluster, services: dict[str, dict[str, Any]], previous: di
                                                                          f"{cluster.load_balancer_pool or '(none)'}")
                 if want and want in out.lbs:
                     raise AllocationError(name, "spec.loadBalancerIP", f"{want} is already assigned", ("lb", want))
-                ip = want or next((a for a in pool if a not in out.lbs), "")
+                ip = want or pool.first_free(out.lbs)
                 if ip:  # with no pool (or an empty one) the Service stays <pending>, as on bare metal
                     raw["status"] = {"loadBalancer": {"ingress": [{"ip": ip}]}}
                     out.lbs[ip] = key

@@ -8,7 +8,9 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
+
+from .model.errors import BAD_INPUT, FAILED
 
 
 def _cni(args: argparse.Namespace) -> int:
@@ -16,7 +18,10 @@ def _cni(args: argparse.Namespace) -> int:
     from .cni.spec import CNIError
     net = runtime.Network.load(args.conflist)
     rt = runtime.Runtime(args.cni_path, args.cache_dir)
-    cap = json.loads(args.cap_args) if args.cap_args else {}
+    try:
+        cap = json.loads(args.cap_args) if args.cap_args else {}
+    except ValueError as e:
+        raise CNIError(7, f"--cap-args is not valid JSON: {e}") from None
     if not isinstance(cap, dict):
         raise CNIError(7, "--cap-args must be a JSON object")
     if args.verb in ("add", "del", "check"):
@@ -135,10 +140,22 @@ COMMANDS: dict[str, Callable[[Any], None]] = {
     "netpol": _netpol_parser, "demo": _demo_parser}
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, naming the command and where its help is (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(only: str = "") -> argparse.ArgumentParser:
     """The command line; with `only` (a command's name), that command's subtree alone: building
     all eighteen parsers took a tenth of every command's start."""
-    p = argparse.ArgumentParser(prog="gingham", description="Kubernetes pod networking on the real kernel")
+    from . import __version__
+    p = _Parser(prog="gingham", description="Kubernetes pod networking on the real kernel",
+                                epilog="Exit codes: 0 done, 1 failed, 2 bad input (usage, manifest, name), "
+                                       "3 not found (lab, pod, node). --debug (anywhere) shows tracebacks.")
+    p.add_argument("--version", action="version", version=f"gingham {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     sub = p.add_subparsers(dest="cmd", required=True)
     for name, add in COMMANDS.items():
         if not only or only == name:
@@ -149,13 +166,16 @@ def build_parser(only: str = "") -> argparse.ArgumentParser:
 def parse(argv: list[str]) -> argparse.Namespace:
     """The command line. Everything after the first `--` is a command to run (`lab exec
     TARGET --name LAB -- CMD`), split off before parsing so that options may come anywhere
-    before it, as kubectl allows."""
+    before it, as kubectl allows; so may `--debug`."""
     after: list[str] | None = None
     if "--" in argv:
         i = argv.index("--")
         argv, after = argv[:i], argv[i + 1:]
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else "")
     args = parser.parse_args(argv)
+    args.debug = debug or bool(os.environ.get("GINGHAM_DEBUG"))
     if after is not None:
         if not hasattr(args, "command"):
             parser.error("'--' and a command after it are for `gingham lab exec` only")
@@ -163,24 +183,43 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse(sys.argv[1:] if argv is None else list(argv))
+def _run(args: argparse.Namespace) -> int:
     if args.cmd == "lab":
         from .lab import cli as lab_cli
-        sys.exit(lab_cli.run(args))
+        return lab_cli.run(args)
     if args.cmd == "netpol":
         from .lab import netpol_cli
-        sys.exit(netpol_cli.run(args))
+        return netpol_cli.run(args)
     from .cni.spec import CNIError
     try:
-        rc = args.fn(args)
+        return int(args.fn(args))
     except CNIError as e:
         print(json.dumps(e.to_dict()), file=sys.stdout)
         print(f"gingham: error {e.code}: {e}", file=sys.stderr)
-        rc = 1
+        return FAILED
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Every error is one line on stderr and an exit code (model/errors.py); `--debug` (or
+    GINGHAM_DEBUG=1) shows the traceback of one that was not expected."""
+    args = parse(sys.argv[1:] if argv is None else list(argv))
+    try:
+        rc = _run(args)
+    except KeyboardInterrupt:
+        rc = 130
+    except OSError as e:  # a file or directory the command was pointed at, or the system refused
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"gingham {args.cmd}: {where}{e.strerror or e}", file=sys.stderr)
+        rc = FAILED
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"gingham {args.cmd}: unexpected {type(e).__name__}: {e} (run again with --debug for the traceback, "
+              "and please report it)", file=sys.stderr)
+        rc = FAILED
     sys.exit(rc)
-
-
 
 
 if __name__ == "__main__":

@@ -98,8 +98,9 @@ def cmd_exec(a: argparse.Namespace) -> int:
     path = _lab(a.name).target_netns(a.target)
     cmd = a.command
     if not cmd:
+        from ..model.errors import BAD_INPUT
         from .cluster import LabError
-        raise LabError("give a command after --, e.g. gingham lab exec default/web-0 -- ip addr")
+        raise LabError("give a command after --, e.g. gingham lab exec default/web-0 -- ip addr", BAD_INPUT)
     os.execvp("ip", ["ip", "netns", "exec", os.path.basename(path), *cmd])
     return 1
 
@@ -177,17 +178,18 @@ def add_parser(sub: Any) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    from ..model.errors import ManifestError
+    """Runs a lab command; what fails is one line on stderr and an exit code (model/errors.py)."""
+    from ..model.errors import BAD_INPUT, FAILED, ManifestError
     from ..sources.etcd import EtcdError
     from .cluster import LabError
     try:
         return int(a.fn(a))
     except ManifestError as e:
         print(f"gingham lab: invalid manifest: {e}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     except LabError as e:
         print(f"gingham lab: {e}", file=sys.stderr)
-        return 1
+        return e.code
     except EtcdError as e:  # the lab's datastore stopped answering in the middle of a command
         print(f"gingham lab {a.name}: the datastore does not answer: {e}", file=sys.stderr)
-        return 1
+        return FAILED

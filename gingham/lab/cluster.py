@@ -30,6 +30,7 @@ from ..agent.procs import pid_alive
 from ..agent.store import write_json
 from ..kernel import netns
 from ..model import registry as reg
+from ..model.errors import BAD_INPUT, FAILED, NOT_FOUND
 from ..model.objects import Cluster, ClusterState, Object
 from ..sources.cache import Cache
 from ..sources.etcd import EtcdError
@@ -45,7 +46,12 @@ EXTERNAL_IP = "192.168.200.100"
 
 
 class LabError(Exception):
-    pass
+    """A lab command that cannot be done; `code` is the command's exit code (model/errors.py):
+    FAILED (it was tried), BAD_INPUT (what was asked cannot be), NOT_FOUND (no such lab, pod...)."""
+
+    def __init__(self, msg: str, code: int = FAILED) -> None:
+        super().__init__(msg)
+        self.code = code
 
 
 def vtep_mac(lab: str, node: str) -> str:
@@ -57,7 +63,7 @@ def vtep_mac(lab: str, node: str) -> str:
 class Lab:
     def __init__(self, name: str = "lab") -> None:
         if not name or len(name) > 20 or not name.replace("-", "").isalnum() or name != name.lower():
-            raise LabError(f"lab name {name!r}: use up to 20 lowercase letters, digits and '-'")
+            raise LabError(f"lab name {name!r}: use up to 20 lowercase letters, digits and '-'", BAD_INPUT)
         self.name = name
         self.dir = os.path.join(LAB_ROOT, name)
         self.meta_path = os.path.join(self.dir, "lab.json")
@@ -85,7 +91,7 @@ class Lab:
             with open(self.meta_path) as f:
                 return dict(json.load(f))
         except OSError:
-            raise LabError(f"no lab named {self.name!r} is up (gingham lab list)") from None
+            raise LabError(f"no lab named {self.name!r} is up (gingham lab list)", NOT_FOUND) from None
 
     def cache(self, what: tuple[str, ...] | None = None) -> Cache:
         """Everything in the datastore, or the keys under the prefixes `what`, typed (one read)."""
@@ -109,9 +115,9 @@ class Lab:
     # -- up / down ---------------------------------------------------------------------
     def up(self, files: list[str], timeout: float = 120, etcd_members: int = 1) -> dict[str, Any]:
         if self.exists():
-            raise LabError(f"lab {self.name!r} is already up: use `gingham lab apply`, or `gingham lab down` first")
+            raise LabError(f"lab {self.name!r} is already up: use `gingham lab apply`, or `gingham lab down` first", BAD_INPUT)
         if etcd_members not in (1, 3, 5):
-            raise LabError(f"--etcd-members {etcd_members}: use 1, 3 or 5 (a quorum needs an odd count)")
+            raise LabError(f"--etcd-members {etcd_members}: use 1, 3 or 5 (a quorum needs an odd count)", BAD_INPUT)
         t0 = time.monotonic()
         from concurrent.futures import ThreadPoolExecutor
 
@@ -328,7 +334,7 @@ class Lab:
         try:
             raws, ranges = allocate(state.cluster, services, previous, snap.ranges)
         except AllocationError as e:
-            raise LabError(f"refused: {self._holder(e, services)}") from None
+            raise LabError(f"refused: {self._holder(e, services)}", BAD_INPUT) from None
         out = ClusterState(state.cluster, state.namespaces, state.pods, dict(state.objects))
         for key, raw in raws.items():
             ns, name = key.split("/", 1)
@@ -482,18 +488,18 @@ class Lab:
             return netns.path_of(self.ns("external"))
         kind, _, name = target.partition("/")
         if not name:
-            raise LabError(f"target {target!r}: use NAMESPACE/POD, node/NAME or external")
+            raise LabError(f"target {target!r}: use NAMESPACE/POD, node/NAME or external", BAD_INPUT)
         if kind == "node":
             state = self.cache(STATUS).state()
             if name not in state.cluster.nodes:
-                raise LabError(f"no node {name!r} in lab {self.name} ({', '.join(state.cluster.nodes)})")
+                raise LabError(f"no node {name!r} in lab {self.name} ({', '.join(state.cluster.nodes)})", NOT_FOUND)
             return netns.path_of(self.ns(f"node-{name}"))
         for p in self.pods():
             if p["namespace"] == kind and p["name"] == name:
                 if not p["netns"]:
                     raise LabError(f"pod {target} is not running yet")
                 return netns.path_of(p["netns"])
-        raise LabError(f"no pod {target} in lab {self.name} (gingham lab get pods)")
+        raise LabError(f"no pod {target} in lab {self.name} (gingham lab get pods)", NOT_FOUND)
 
     def resolve(self, dest: str, source: str = "") -> str:
         """An IP, `NS/POD`, `node/NAME`, `external`, or a DNS name asked of cluster DNS from `source`
@@ -514,7 +520,7 @@ class Lab:
             for p in self.pods():
                 if (p["namespace"], p["name"]) == (ns, name) and p["ip"]:
                     return str(p["ip"])
-            raise LabError(f"no pod {dest} with an address in lab {self.name}")
+            raise LabError(f"no pod {dest} with an address in lab {self.name}", NOT_FOUND)
         return self._dns(dest, source)
 
     def _dns(self, name: str, source: str) -> str:
@@ -537,7 +543,7 @@ class Lab:
             if a:
                 return a[0]
         raise LabError(f"cannot resolve {name!r}: not NAMESPACE/POD, node/NAME, external, an IP, "
-                       f"or a name cluster DNS knows (tried {', '.join(names)})")
+                       f"or a name cluster DNS knows (tried {', '.join(names)})", NOT_FOUND)
 
 
 def list_labs() -> list[dict[str, Any]]:

@@ -35,11 +35,14 @@ def add_parser(sub: Any) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    from ..model.errors import ManifestError
+    from ..model.errors import BAD_INPUT, ManifestError
     from . import netpol_cmds
     from .cluster import LabError
     try:
         return int(getattr(netpol_cmds, a.fn)(a))
-    except (ManifestError, LabError) as e:
+    except ManifestError as e:
+        print(f"gingham netpol: invalid manifest: {e}", file=sys.stderr)
+        return BAD_INPUT
+    except LabError as e:
         print(f"gingham netpol: {e}", file=sys.stderr)
-        return 2
+        return e.code

@@ -15,6 +15,7 @@ from .cluster import Lab, LabError
 from .store import STATUS
 from .probe import probe
 from ..model import manifest
+from ..model.errors import BAD_INPUT
 from ..model.netpol import parse_policy
 from ..netpol.evaluate import PodInfo, World, evaluate
 
@@ -65,7 +66,7 @@ def cmd_matrix(a: argparse.Namespace) -> int:
     pods = sorted((p for p in world.pods if p.namespace != "kube-system"), key=lambda p: p.key)
     truth = {(x.key, y.key): evaluate(world, x.ip, y.ip, a.port, a.protocol).allowed for x in pods for y in pods}
     if (a.probe or a.kernel) and not lab:
-        raise LabError("--probe and --kernel read a running lab: give --lab")
+        raise LabError("--probe and --kernel read a running lab: give --lab", BAD_INPUT)
     checked = probe_matrix(lab, world, pods, a.port, a.protocol) if (a.probe and lab) else \
         kernel_matrix(lab, pods, a.port, a.protocol) if (a.kernel and lab) else {}
     how = "probed" if a.probe else "traced in the kernel's tables"
@@ -102,7 +103,7 @@ def _ip(world: World, what: str) -> str:
     try:
         return str(ipaddress.ip_address(what))
     except ValueError:
-        raise LabError(f"{what!r} is neither a pod (NS/NAME) nor an IP address") from None
+        raise LabError(f"{what!r} is neither a pod (NS/NAME) nor an IP address", BAD_INPUT) from None
 
 
 def cmd_explain(a: argparse.Namespace) -> int:

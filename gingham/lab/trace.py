@@ -16,6 +16,7 @@ from ..kernel.links import LinkError, Netlink
 from ..netpol.compile import TABLE as NETPOL_TABLE
 from ..services.compile import TABLE
 from ..services.trace import Table, filter_verdict, parse_listing, trace
+from ..model.errors import NOT_FOUND
 from .cluster import EXTERNAL_IP, Lab, LabError
 
 
@@ -34,7 +35,7 @@ def _entry_node(lab: Lab, dst: str, nodes: dict[str, Any], statuses: dict[str, A
         if first == node["ip"] or first in (statuses.get(name) or {}).get("loadBalancerIPs", []):
             return name
     raise LabError(f"no node answers for {dst} on the underlay: external reaches node IPs, NodePorts "
-                   "and announced load balancer addresses")
+                   "and announced load balancer addresses", NOT_FOUND)
 
 
 class NodeTables:
@@ -90,14 +91,14 @@ def trace_connection(lab: Lab, source: str, dest: str, port: int, protocol: str)
     if source.startswith("node/"):
         node, local = source.split("/", 1)[1], True
         if node not in nodes:
-            raise LabError(f"no node {node!r} in lab {lab.name}")
+            raise LabError(f"no node {node!r} in lab {lab.name}", NOT_FOUND)
         src = nodes[node]["ip"]
     elif source == "external":
         node, local, src = _entry_node(lab, dst, nodes, statuses), False, EXTERNAL_IP
     else:
         pod = next((p for p in lab.pods() if f"{p['namespace']}/{p['name']}" == source and p["ip"]), None)
         if pod is None:
-            raise LabError(f"no pod {source} with an address in lab {lab.name}")
+            raise LabError(f"no pod {source} with an address in lab {lab.name}", NOT_FOUND)
         node, local, src = pod["node"], False, pod["ip"]
     tables = NodeTables(lab)
     listed = tables.get(node, "ip", TABLE)

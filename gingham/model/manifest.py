@@ -69,9 +69,12 @@ def read_documents(paths: Iterable[str]) -> list[_Doc]:
         except UnicodeDecodeError as e:
             raise ManifestError(path, 0, "-", f"byte {e.start}", "not UTF-8 text") from e
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"line {mark.line + 1}" if mark else "?"
-            raise ManifestError(path, 0, "-", where, f"not valid YAML: {getattr(e, 'problem', e)}") from e
+            mark, ctx = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+            why = getattr(e, "problem", None) or str(e)
+            if ctx is not None and getattr(e, "context", None):
+                why += f" ({e.context} on line {ctx.line + 1})"  # type: ignore[attr-defined]
+            raise ManifestError(path, 0, "-", where, f"not valid YAML: {why}") from e
         for i, body in enumerate(loaded, 1):
             if body is None:
                 continue

@@ -71,9 +71,9 @@ def read_documents(paths: Iterable[str]) -> list[_Doc]:
         except yaml.YAMLError as e:
             mark, ctx = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-            why = getattr(e, "problem", None) or str(e)
-            if ctx is not None and getattr(e, "context", None):
-                why += f" ({e.context} on line {ctx.line + 1})"  # type: ignore[attr-defined]
+            why, context = str(getattr(e, "problem", None) or e), getattr(e, "context", None)
+            if ctx is not None and context:
+                why += f" ({context} on line {ctx.line + 1})"
             raise ManifestError(path, 0, "-", where, f"not valid YAML: {why}") from e
         for i, body in enumerate(loaded, 1):
             if body is None:

@@ -7,13 +7,9 @@ replaced by junk of another type, a key removed or added, a document's bytes bro
 
 from __future__ import annotations
 
-import copy
 import datetime
 import os
-import signal
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import yaml
@@ -27,6 +23,8 @@ from gingham.model import registry as reg
 from gingham.model.errors import ManifestError
 from gingham.services.allocate import Ranges
 from gingham.sources.cache import Cache
+
+from ..mutations import mutate, time_limit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXTRA = """
@@ -80,61 +78,6 @@ def base_documents() -> list[list[Any]]:
 
 
 BASES = base_documents()
-junk = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=20),
-              st.dates(), st.sampled_from(["", "None", "10.0.0.0/8", "::/64", "1-2", "0.0.0.0", "-1", "a" * 300,
-                                           "10.96.0.10", "30080", "TCP", "http", "x/y", "*", "node-1"])),
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-    max_leaves=6)
-
-
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    yield prefix
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from paths(v, (*prefix, i))
-
-
-def mutate(docs: list[Any], data: st.DataObject) -> list[Any]:
-    docs = copy.deepcopy(docs)
-    for _ in range(data.draw(st.integers(1, 3))):
-        i = data.draw(st.integers(0, len(docs) - 1))
-        path = data.draw(st.sampled_from(list(paths(docs[i]))))
-        action = data.draw(st.sampled_from(["replace", "delete", "add", "wrap"]))
-        if not path:
-            docs[i] = data.draw(junk) if action == "replace" else [docs[i]] if action == "wrap" else docs[i]
-            continue
-        parent = docs[i]
-        for p in path[:-1]:
-            parent = parent[p]
-        last = path[-1]
-        if action == "replace":
-            parent[last] = data.draw(junk)
-        elif action == "delete":
-            del parent[last]
-        elif action == "wrap":
-            parent[last] = [parent[last]]
-        elif isinstance(parent[last], dict):
-            parent[last][data.draw(st.text(max_size=10))] = data.draw(junk)
-    return docs
-
-
-@contextmanager
-def time_limit(seconds: int) -> Iterator[None]:
-    def hung(*_: Any) -> None:
-        raise TimeoutError(f"still working after {seconds} s")
-    old = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def up_to_keys(path: str) -> None:
     """What `lab up` does before it builds anything: parse, schedule, allocate, encode."""
     parsed = manifest.schedule(manifest.parse([path]))

@@ -134,6 +134,9 @@ def decode_conf(stdin: bytes) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CNIError(spec.ERR_DECODE, "failed to decode network configuration",
                        f"stdin is not valid JSON: {e}") from e
+    except RecursionError:
+        raise CNIError(spec.ERR_DECODE, "failed to decode network configuration",
+                       "stdin nests deeper than a network configuration can") from None
     if not isinstance(conf, dict):
         raise CNIError(spec.ERR_DECODE, "failed to decode network configuration",
                        "stdin must hold a JSON object")
@@ -151,6 +154,32 @@ def _check_conf(a: CmdArgs, plugin: Plugin) -> None:
         if not isinstance(name, str) or not _NETWORK_NAME.match(name):
             raise CNIError(spec.ERR_INVALID_CONFIG, "invalid network name",
                            f"name {name!r} must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
+NS_GET_NSTYPE = 0xB703  # ioctl(2) on a namespace file: its CLONE_NEW* type
+CLONE_NEWNET = 0x40000000
+
+
+def _check_netns(path: str) -> None:
+    """CNI_NETNS names an existing network namespace (code 3 when it is gone, 8 when the path
+    is something else: a regular file, another kind of namespace)."""
+    import fcntl
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise CNIError(spec.ERR_UNKNOWN_CONTAINER, "failed to open netns",
+                       f"{path} does not exist; was the pod sandbox removed?") from None
+    except OSError as e:
+        raise CNIError(spec.ERR_INVALID_NETNS, "failed to open netns", f"{path}: {e.strerror}") from None
+    try:
+        kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        kind = -1
+    finally:
+        os.close(fd)
+    if kind != CLONE_NEWNET:
+        raise CNIError(spec.ERR_INVALID_NETNS, "CNI_NETNS is not a network namespace",
+                       f"{path} is {'another kind of namespace' if kind > 0 else 'not a namespace file'}")
 
 
 def _same_netns_as_self(path: str) -> bool:
@@ -172,6 +201,8 @@ def dispatch(env: Mapping[str, str], stdin: bytes, plugin: Plugin) -> tuple[byte
             return _json({"cniVersion": asked, "supportedVersions": list(plugin.versions)}), 0
         _check_conf(a, plugin)
         version = a.version
+        if a.command in ("ADD", "CHECK") and a.netns:
+            _check_netns(a.netns)
         if a.command in ("ADD", "CHECK") and a.netns and _same_netns_as_self(a.netns) and \
                 env.get("CNI_NETNS_OVERRIDE", "") not in ("1", "true"):
             raise CNIError(spec.ERR_INVALID_NETNS, "CNI_NETNS is the plugin's own network namespace",

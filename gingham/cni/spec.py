@@ -97,10 +97,61 @@ def result_to_internal(result: dict[str, Any]) -> dict[str, Any]:
         raise CNIError(ERR_INCOMPATIBLE_VERSION, f"cannot read a result of CNI version {v}",
                        "gingham reads results of 0.3.0 and later")
     out: dict[str, Any] = json.loads(json.dumps(result))
+    _check_result(out)
     for ip in out.get("ips", []) or []:
         ip.pop("version", None)
     out["cniVersion"] = "1.1.0"
     return out
+
+
+def _check_result(r: dict[str, Any]) -> None:
+    """A result's shape, as the spec defines it (a prevResult is input: checked like a config)."""
+    def bad(where: str, want: str, got: Any) -> CNIError:
+        return CNIError(ERR_DECODE, "invalid prevResult", f"{where} must be {want}, got {got!r}")
+
+    def items(key: str) -> list[Any]:
+        v = r.get(key)
+        if v is None:
+            return []
+        if not isinstance(v, list):
+            raise bad(key, "a list", v)
+        for i, item in enumerate(v):
+            if not isinstance(item, dict):
+                raise bad(f"{key}[{i}]", "an object", item)
+        return v
+
+    def text(d: dict[str, Any], key: str, where: str, required: bool = False) -> None:
+        if (key in d or required) and not isinstance(d.get(key), str):
+            raise bad(f"{where}.{key}", "a string", d.get(key))
+
+    def address(d: dict[str, Any], key: str, where: str, cidr: bool, required: bool = False) -> None:
+        text(d, key, where, required)
+        if key in d:
+            try:
+                if cidr and "/" not in d[key]:
+                    raise ValueError(d[key])
+                (ipaddress.ip_interface if cidr else ipaddress.ip_address)(d[key])
+            except ValueError:
+                raise bad(f"{where}.{key}", "an address" + (" with a prefix length" if cidr else ""), d[key]) \
+                    from None
+
+    ifaces = items("interfaces")
+    for i, iface in enumerate(ifaces):
+        text(iface, "name", f"interfaces[{i}]", required=True)
+        for key in ("mac", "sandbox"):
+            text(iface, key, f"interfaces[{i}]")
+    for i, ip in enumerate(items("ips")):
+        address(ip, "address", f"ips[{i}]", cidr=True, required=True)
+        address(ip, "gateway", f"ips[{i}]", cidr=False)
+        if "interface" in ip:
+            n = ip["interface"]
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < len(ifaces):
+                raise bad(f"ips[{i}].interface", f"an index into interfaces (0-{len(ifaces) - 1})", n)
+    for i, route in enumerate(items("routes")):
+        address(route, "dst", f"routes[{i}]", cidr=True, required=True)
+        address(route, "gw", f"routes[{i}]", cidr=False)
+    if r.get("dns") is not None and not isinstance(r["dns"], dict):
+        raise bad("dns", "an object", r["dns"])
 
 
 def result_to_version(result: dict[str, Any], v: str) -> dict[str, Any]:

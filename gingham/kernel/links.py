@@ -150,8 +150,10 @@ class Netlink:
         if link.kind != "bridge":
             raise LinkError(f"{name!r} already exists but is not a bridge (it is a {link.kind or 'device'})")
         if vlan_filtering:
-            subprocess.run(["ip", "link", "set", name, "type", "bridge", "vlan_filtering", "1"],
-                           check=True, capture_output=True)
+            r = subprocess.run(["ip", "link", "set", name, "type", "bridge", "vlan_filtering", "1"],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise LinkError(f"{name}: cannot turn on VLAN filtering: {r.stderr.strip()}")
         if promisc:
             self.set(link.index, f"set {name} promisc", promisc=True)
         if not link.up:

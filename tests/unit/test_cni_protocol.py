@@ -28,8 +28,9 @@ class Echo:
     check = status = gc = delete
 
 
-ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "eth0",
-       "CNI_PATH": "/opt/cni/bin"}
+# a real network namespace file (our own, allowed by the override): the skeleton checks that CNI_NETNS is one
+ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0",
+       "CNI_PATH": "/opt/cni/bin", "CNI_NETNS_OVERRIDE": "1"}
 
 
 def run(env, conf):
@@ -59,11 +60,31 @@ def test_add_converts_to_the_config_version():
     ({}, {"cniVersion": "1.1.0", "name": "n", "boom": True}, 999, "internal"),
     ({"CNI_COMMAND": "CHECK"}, {"cniVersion": "0.3.1", "name": "n"}, 1, "CHECK"),
     ({"CNI_COMMAND": "GC"}, {"cniVersion": "1.0.0", "name": "n"}, 1, "GC"),
+    ({"CNI_NETNS": "/run/netns/gone"}, {"cniVersion": "1.1.0", "name": "n"}, 3, "does not exist"),
+    ({"CNI_NETNS": __file__}, {"cniVersion": "1.1.0", "name": "n"}, 8, "not a network namespace"),
+    ({"CNI_NETNS": "/proc/self/ns/uts"}, {"cniVersion": "1.1.0", "name": "n"}, 8, "another kind of namespace"),
+    ({}, b"[" * 100_000 + b"]" * 100_000, 6, "nests deeper"),
 ])
 def test_bad_input_gets_the_spec_code(env_change, conf, code, needle):
     out, rc = run({**ENV, **env_change}, conf)
     assert rc == 1 and out["code"] == code
     assert needle.lower() in (out["msg"] + out.get("details", "")).lower()
+
+
+@pytest.mark.parametrize("prev,where", [
+    ({"interfaces": [{"sandbox": "x"}]}, "interfaces[0].name"),
+    ({"interfaces": "eth0"}, "interfaces"),
+    ({"interfaces": [5]}, "interfaces[0]"),
+    ({"ips": [{"address": "10.0.0.2"}]}, "ips[0].address"),
+    ({"ips": [{"address": "10.0.0.2/24", "gateway": [1]}]}, "ips[0].gateway"),
+    ({"ips": [{"address": "10.0.0.2/24", "interface": 3}]}, "ips[0].interface"),
+    ({"routes": [{"gw": "10.0.0.1"}]}, "routes[0].dst"),
+    ({"dns": []}, "dns"),
+])
+def test_a_malformed_prev_result_is_a_decoding_error_naming_the_field(prev, where):
+    with pytest.raises(CNIError) as e:
+        spec.result_to_internal({"cniVersion": "1.0.0", **prev})
+    assert e.value.code == spec.ERR_DECODE and where in e.value.details
 
 
 def test_version_lists_what_the_plugin_speaks():

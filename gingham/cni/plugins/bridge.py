@@ -152,6 +152,12 @@ def _ensure_gateway_addr(host: Netlink, br_index: int, br_name: str,
     host.add_address(br_index, gw, nodad=True)
 
 
+def _drop_if_unused(host: Netlink, bridge: str) -> None:
+    link = host.link(bridge)
+    if link is not None and not any(other.master == link.index for other in host.links()):
+        host.delete(bridge)
+
+
 class Bridge:
     name = "bridge"
     versions = spec.SUPPORTED_VERSIONS
@@ -181,7 +187,10 @@ class Bridge:
                 raise CNIError(spec.ERR_INVALID_CONFIG, f"container already has an interface named {a.ifname}",
                                f"in {a.netns}; ADD twice without DEL, or the wrong CNI_IFNAME")
         host = undo.enter_context(Netlink())
+        made_bridge = host.link(n.bridge) is None
         br = host.ensure_bridge(n.bridge, n.mtu, n.promisc, vlan_filtering=bool(n.vlan))
+        if made_bridge:  # undone last: a failed first ADD leaves no bridge (unless a pod joined it meanwhile)
+            undo.callback(_drop_if_unused, host, n.bridge)
         ipam: dict[str, Any] = {"ips": [], "routes": []}
         if n.ipam_type:
             ipam = invoke.delegate(n.ipam_type, "ADD", env, a.stdin) or ipam

@@ -47,6 +47,10 @@ def assert_clean(br: str, data: str) -> None:
     ("missing netns", spec.ERR_UNKNOWN_CONTAINER),
     ("unsupported key", spec.ERR_UNSUPPORTED_FIELD),
     ("bad mtu", spec.ERR_INVALID_CONFIG),
+    ("ipam names a main plugin", spec.ERR_INVALID_CONFIG),
+    ("ipam names the plugin itself", spec.ERR_INVALID_CONFIG),
+    ("unreadable resolvConf", spec.ERR_IO),
+    ("netns is a regular file", spec.ERR_INVALID_NETNS),
 ])
 def test_bad_input_returns_a_coded_error_and_leaves_nothing(case, code, netns, cni, unique, host_cleanup):
     br = unique("gtf")
@@ -67,6 +71,14 @@ def test_bad_input_returns_a_coded_error_and_leaves_nothing(case, code, netns, c
         conf["vlanTrunk"] = [{"id": 5}]
     elif case == "bad mtu":
         conf["mtu"] = 100000
+    elif case == "ipam names a main plugin":
+        conf["ipam"]["type"] = "bridge"
+    elif case == "ipam names the plugin itself":
+        conf["ipam"]["type"] = "gingham-bridge"
+    elif case == "unreadable resolvConf":
+        conf["ipam"]["resolvConf"] = "/nonexistent/resolv.conf"  # read before an address is reserved
+    elif case == "netns is a regular file":
+        pod = __file__
     err = call(cni, "gingham-bridge", conf, pod)
     assert err.code == code, err
     assert err.msg and (err.details or len(err.msg) > 10)

@@ -77,7 +77,7 @@ def load(a: CmdArgs) -> NetConf:
         vlan=cfg.get_int(c, "vlan", 0, 0, 4094),
         macspoofchk=cfg.get_bool(c, "macspoofchk"),
         enable_dad=cfg.get_bool(c, "enabledad"),
-        ipam_type=cfg.get_str(ipam, "type", "", "ipam."),
+        ipam_type=ipam_plugin(cfg.get_str(ipam, "type", "", "ipam.")),
         dns=cfg.get_obj(c, "dns"),
         mac=mac.lower(),
     )
@@ -150,6 +150,19 @@ def _ensure_gateway_addr(host: Netlink, br_index: int, br_name: str,
                                f"it has {have}; set forceAddress to replace it, or use another bridge name")
             host.del_address(br_index, have)
     host.add_address(br_index, gw, nodad=True)
+
+
+# plugins that make or change interfaces (the reference's main and meta plugins, and gingham's):
+# named as IPAM they would be run again by what they run, or do a main plugin's work twice
+NOT_IPAM = {"bridge", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "dummy", "tap", "loopback", "portmap",
+            "bandwidth", "firewall", "tuning", "sbr", "vrf"}
+
+
+def ipam_plugin(name: str) -> str:
+    if name.removeprefix("gingham-") in NOT_IPAM:
+        raise CNIError(spec.ERR_INVALID_CONFIG, f"invalid network config: ipam.type {name!r}",
+                       "ipam.type names an interface plugin, not an IPAM plugin (host-local, static, dhcp...)")
+    return name
 
 
 def _drop_if_unused(host: Netlink, bridge: str) -> None:

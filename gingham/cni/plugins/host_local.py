@@ -115,6 +115,7 @@ class HostLocal:
     def add(self, a: CmdArgs) -> dict[str, Any]:
         c = load(a)
         want = requested_ips(a)
+        dns = parse_resolv_conf(c.resolv_conf) if c.resolv_conf else None  # before anything is reserved
         try:
             with DiskStore(c.data_dir, c.network) as store:
                 allocs = allocate(store, c.sets, a.container_id, a.ifname, want)
@@ -130,8 +131,8 @@ class HostLocal:
                 ip["gateway"] = str(al.range.gateway)
             ips.append(ip)
         result: dict[str, Any] = {"cniVersion": "1.1.0", "ips": ips, "routes": c.routes}
-        if c.resolv_conf:
-            result["dns"] = parse_resolv_conf(c.resolv_conf)
+        if dns is not None:
+            result["dns"] = dns
         return result
 
     def delete(self, a: CmdArgs) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from . import spec
 from .spec import CNIError
+
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _bad(key: str, want: str, got: Any) -> CNIError:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
 import time
-from typing import Any, Mapping
 
 from . import spec
 from .spec import CNIError
+
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 
 def find(plugin_type: str, cni_path: str) -> str:
@@ -33,6 +35,7 @@ def find(plugin_type: str, cni_path: str) -> str:
 
 def exec_plugin(path: str, env: Mapping[str, str], stdin: bytes, timeout: float = 120) -> bytes:
     """Runs a plugin binary; returns stdout on success, raises its CNI error otherwise."""
+    import subprocess  # a plugin whose delegate runs in-process never needs it
     for attempt in range(5):
         try:
             p = subprocess.run([path], input=stdin, env=dict(env), capture_output=True, timeout=timeout)

@@ -84,7 +84,10 @@ def main(plugin: str) -> None:
         answer = dispatch(os.environ, stdin, registry.get(plugin))
     sys.stdout.buffer.write(answer[0])
     sys.stdout.flush()
-    sys.exit(answer[1])
+    sys.stderr.flush()
+    # a plugin process has nothing left to clean up: skip the interpreter's teardown of every
+    # module (about 10 ms); its netlink sockets and files close with the process
+    os._exit(answer[1])
 
 
 def loopback() -> None:

@@ -12,12 +12,14 @@ import json
 import os
 import re
 import sys
-import traceback
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
 
+from ..records import factory, record
 from . import spec
 from .spec import CNIError
+
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping, Protocol
 
 VERBS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
 _CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
@@ -49,7 +51,7 @@ ENV_TABLE: dict[str, tuple[frozenset[str], Callable[[str], str | None] | None]] 
 }
 
 
-@dataclass
+@record
 class CmdArgs:
     """One invocation: the parsed environment and the network config from stdin."""
 
@@ -60,7 +62,7 @@ class CmdArgs:
     args: str
     path: str
     stdin: bytes
-    conf: dict[str, Any] = field(default_factory=dict)
+    conf: dict[str, Any] = factory(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -95,15 +97,16 @@ class CmdArgs:
         return rc
 
 
-class Plugin(Protocol):
-    name: str
-    versions: tuple[str, ...]
+if TYPE_CHECKING:
+    class Plugin(Protocol):
+        name: str
+        versions: tuple[str, ...]
 
-    def add(self, a: CmdArgs) -> dict[str, Any]: ...
-    def delete(self, a: CmdArgs) -> None: ...
-    def check(self, a: CmdArgs) -> None: ...
-    def status(self, a: CmdArgs) -> None: ...
-    def gc(self, a: CmdArgs) -> None: ...
+        def add(self, a: CmdArgs) -> dict[str, Any]: ...
+        def delete(self, a: CmdArgs) -> None: ...
+        def check(self, a: CmdArgs) -> None: ...
+        def status(self, a: CmdArgs) -> None: ...
+        def gc(self, a: CmdArgs) -> None: ...
 
 
 def parse_env(env: Mapping[str, str], stdin: bytes) -> CmdArgs:
@@ -222,6 +225,7 @@ def dispatch(env: Mapping[str, str], stdin: bytes, plugin: Plugin) -> tuple[byte
     except CNIError as e:
         return _json(e.to_dict(version if version in spec.SUPPORTED_VERSIONS else "1.1.0")), 1
     except Exception as e:  # any other failure is still a CNI error, never a traceback alone
+        import traceback
         traceback.print_exc(file=sys.stderr)
         err = CNIError(spec.ERR_INTERNAL, f"{plugin.name}: internal error", f"{type(e).__name__}: {e}")
         return _json(err.to_dict(version if version in spec.SUPPORTED_VERSIONS else "1.1.0")), 1

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, Sequence
 
-from .ranges import IPAddress, Range, RangeSet, set_contains, walk
+from ..records import record
+from .ranges import Range, RangeSet, set_contains, walk
+
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Protocol, Sequence
+
+    from .ranges import IPAddress
+
+    class Store(Protocol):
+        def reserve(self, cid: str, ifname: str, ip: IPAddress, rangeset_idx: int) -> bool: ...
+        def last_reserved(self, idx: int) -> IPAddress | None: ...
+        def owned_by(self, cid: str, ifname: str) -> list[IPAddress]: ...
+        def release(self, ip: IPAddress) -> None: ...
 
 
 class AllocationError(Exception):
@@ -16,14 +27,7 @@ class AllocationError(Exception):
         self.exhausted = exhausted
 
 
-class Store(Protocol):
-    def reserve(self, cid: str, ifname: str, ip: IPAddress, rangeset_idx: int) -> bool: ...
-    def last_reserved(self, idx: int) -> IPAddress | None: ...
-    def owned_by(self, cid: str, ifname: str) -> list[IPAddress]: ...
-    def release(self, ip: IPAddress) -> None: ...
-
-
-@dataclass(frozen=True)
+@record(frozen=True)
 class Allocation:
     ip: IPAddress
     range: Range

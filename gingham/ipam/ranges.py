@@ -7,18 +7,21 @@ plugin's (allocator/range.go, allocator.go) so that both pick the same addresses
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
-from typing import Any, Iterator, Sequence, Union
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+from ..records import record
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Sequence, Union
+
+    IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+    IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 class RangeError(ValueError):
     """A range in the IPAM config is malformed; the message names it."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Range:
     subnet: IPNetwork
     range_start: IPAddress

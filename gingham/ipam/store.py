@@ -12,9 +12,13 @@ import errno
 import fcntl
 import ipaddress
 import os
-from typing import Iterator
 
-from .ranges import IPAddress
+
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Iterator
+
+    from .ranges import IPAddress
 
 LOCK = "lock"
 LAST_RESERVED = "last_reserved_ip."

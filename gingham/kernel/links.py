@@ -6,19 +6,20 @@ netlink error is turned into `NotFound`/`AlreadyExists`/`LinkError` here and now
 
 from __future__ import annotations
 
+import _socket as socket  # the C module: socket.py's enums cost a plugin process 5 ms
 import builtins  # `set` is a method of Netlink; annotations inside it need the builtin by name
 import errno
 import ipaddress
-import socket
 import struct
-import subprocess
-import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Iterator
 
+from ..records import record
 from . import rtnl
 from .rtnl import RtnlError
+
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 
 class LinkError(Exception):
@@ -44,7 +45,7 @@ def _wrap(e: OSError, what: str) -> LinkError:
     return LinkError(f"{what}: {e.strerror}", code)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Link:
     index: int
     name: str
@@ -150,6 +151,7 @@ class Netlink:
         if link.kind != "bridge":
             raise LinkError(f"{name!r} already exists but is not a bridge (it is a {link.kind or 'device'})")
         if vlan_filtering:
+            import subprocess
             r = subprocess.run(["ip", "link", "set", name, "type", "bridge", "vlan_filtering", "1"],
                                capture_output=True, text=True)
             if r.returncode != 0:
@@ -216,6 +218,7 @@ class Netlink:
             return True
         worker = rtnl.Rtnl()  # opened here, so in this thread's namespace, and used only by the thread
         failed: list[RtnlError] = []
+        import threading  # only the agent deletes in the background
         t = threading.Thread(target=_delete_link, args=(worker, link.index, failed), name=f"delete-{name}")
         t.start()
         deadline = time.monotonic() + 10
@@ -237,6 +240,7 @@ class Netlink:
             raise _wrap(e, "set hairpin mode") from e
 
     def add_port_vlan(self, name: str, vid: int) -> None:
+        import subprocess
         subprocess.run(["bridge", "vlan", "del", "dev", name, "vid", "1"], capture_output=True)
         subprocess.run(["bridge", "vlan", "add", "dev", name, "vid", str(vid), "pvid", "untagged"],
                        check=True, capture_output=True)

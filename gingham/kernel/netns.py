@@ -10,9 +10,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import subprocess
 from contextlib import contextmanager
-from typing import Iterator
+
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Iterator
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
@@ -80,12 +82,14 @@ def path_of(name: str) -> str:
 
 def add(name: str) -> str:
     """Creates a named namespace (iproute2's layout, so `ip netns` sees it)."""
+    import subprocess  # not at import: CNI plugins enter namespaces, they never make them
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
     return path_of(name)
 
 
 def delete(name: str) -> None:
     """Removes a named namespace; absent is fine."""
+    import subprocess
     r = subprocess.run(["ip", "netns", "delete", name], capture_output=True, text=True)
     if r.returncode != 0 and os.path.exists(path_of(name)):
         raise RuntimeError(f"ip netns delete {name}: {r.stderr.strip()}")

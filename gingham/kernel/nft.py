@@ -6,12 +6,13 @@ script that failed, or `NotFound` for a missing object.
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import json
-import shutil
-import subprocess
-import threading
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class NftError(Exception):
@@ -25,6 +26,7 @@ class NftNotFound(NftError):
 
 
 def binary() -> str:
+    import shutil  # the plugins' path never needs it: libnftables is used in-process
     path = shutil.which("nft") or "/usr/sbin/nft"
     return path
 
@@ -56,7 +58,7 @@ class _Lib:
         lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
         lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
         self.lib = lib
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()  # threading's Lock, without importing threading
         self.ctx: dict[bool, int] = {}
 
     def _ctx(self, as_json: bool) -> int:
@@ -92,6 +94,7 @@ def _exec(cmd: str, as_json: bool = False) -> tuple[int, str, str]:
             _lib_failed = True
     if _lib is not None:
         return _lib.run(cmd, as_json)
+    import subprocess
     args = [binary(), "-j"] if as_json else [binary()]
     r = subprocess.run([*args, "-f", "-"], input=cmd, capture_output=True, text=True)
     return r.returncode, r.stdout, r.stderr
@@ -121,6 +124,7 @@ def list_json(*what: str) -> list[dict[str, Any]]:
 def list_table_in(netns_path: str, family: str, table: str) -> str | None:
     """`nft list table` as another network namespace holds it (the nft command run inside it,
     since a libnftables context stays in the namespace it was made in); None if it has none."""
+    import subprocess
     r = subprocess.run(["nsenter", f"--net={netns_path}", binary(), "list", "table", family, table],
                        capture_output=True, text=True)
     return r.stdout if r.returncode == 0 else None

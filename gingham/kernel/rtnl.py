@@ -10,11 +10,14 @@ extended-ack message when it gives one.
 
 from __future__ import annotations
 
+import _socket  # the C module: socket.py's enums cost a plugin process 5 ms of imports
 import errno
 import os
-import socket
 import struct
-from typing import Iterator
+
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Iterator
 
 # netlink
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
@@ -116,7 +119,8 @@ class Rtnl:
     """One NETLINK_ROUTE socket, one request at a time."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+        self.sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC,
+                                   _socket.NETLINK_ROUTE)
         for opt in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
             try:
                 self.sock.setsockopt(SOL_NETLINK, opt, 1)
@@ -204,7 +208,7 @@ class Rtnl:
         return self.dump(RTM_GETADDR, _IFADDR.pack(family, 0, 0, 0, 0))
 
     def address(self, add: bool, index: int, ip: bytes, prefixlen: int, flags: int = 0) -> None:
-        family = socket.AF_INET if len(ip) == 4 else socket.AF_INET6
+        family = _socket.AF_INET if len(ip) == 4 else _socket.AF_INET6
         body = _IFADDR.pack(family, prefixlen, flags, 0, index) + attr(IFA_LOCAL, ip) + attr(IFA_ADDRESS, ip)
         self.request(RTM_NEWADDR if add else RTM_DELADDR, body, NLM_F_CREATE | NLM_F_EXCL if add else 0)
 
@@ -223,7 +227,7 @@ class Rtnl:
 
     def get_route(self, dst: bytes) -> bytes:
         """The kernel's answer to `ip route get DST`: the route a packet to `dst` would take."""
-        family = socket.AF_INET if len(dst) == 4 else socket.AF_INET6
+        family = _socket.AF_INET if len(dst) == 4 else _socket.AF_INET6
         body = _RTMSG.pack(family, len(dst) * 8, 0, 0, 0, 0, 0, 0, 0) + attr(RTA_DST, dst)
         return self.request(RTM_GETROUTE, body)[0]
 

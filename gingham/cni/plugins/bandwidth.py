@@ -8,7 +8,6 @@ Rates are bit/s and bursts bits, as in the `bandwidth` capability.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from ...kernel import tc
 from ...kernel.links import LinkError, Netlink
@@ -16,6 +15,10 @@ from .. import config as cfg
 from .. import spec
 from ..skel import CmdArgs
 from ..spec import CNIError
+
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Any
 
 _KEYS = ("ingressRate", "ingressBurst", "egressRate", "egressBurst")
 

@@ -9,13 +9,11 @@ map elements tagged with the attachment, so DEL and GC find them without prevRes
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
-from typing import Any
 
+from ...records import record
 from ...kernel import netns, nft, sysctl
 from ...kernel.links import LinkError, Netlink
 from .. import config as cfg
@@ -24,12 +22,16 @@ from ..skel import CmdArgs
 from ..spec import CNIError
 from .host_local import valid_attachments
 
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Any
+
 MASQ_TABLE = "gingham-bridge"
 SPOOF_TABLE = "gingham-macspoofchk"
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 
-@dataclass
+@record
 class NetConf:
     bridge: str
     is_gateway: bool
@@ -95,6 +97,7 @@ def _owner(a: CmdArgs) -> str:
 
 
 def _chain_for(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    import hashlib
     return "masq-" + hashlib.sha256(str(net).encode()).hexdigest()[:12]
 
 

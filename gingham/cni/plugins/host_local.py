@@ -7,9 +7,8 @@ and STATUS (code 50 when some range set has no free address left).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
-from typing import Any
 
+from ...records import record
 from ...ipam.allocator import AllocationError, allocate
 from ...ipam.ranges import RangeError, RangeSet, free_count, parse_range_sets
 from ...ipam.store import DiskStore
@@ -18,10 +17,14 @@ from .. import spec
 from ..skel import CmdArgs
 from ..spec import CNIError
 
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Any
+
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
 
-@dataclass
+@record
 class IPAMConfig:
     network: str
     sets: tuple[RangeSet, ...]

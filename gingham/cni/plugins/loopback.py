@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from ...kernel import netns
 from ...kernel.links import Netlink
 from .. import spec
 from ..skel import CmdArgs
 from ..spec import CNIError
+
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Loopback:

@@ -16,7 +16,6 @@ import ipaddress
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Any
 
 from ...kernel import nft, sysctl
 from .. import config as cfg
@@ -24,6 +23,10 @@ from .. import spec
 from ..skel import CmdArgs
 from ..spec import CNIError
 from .host_local import valid_attachments
+
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Any
 
 TABLE = "gingham-hostport"
 T = f"inet {TABLE}"

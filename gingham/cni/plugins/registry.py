@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
+if TYPE_CHECKING:
+    from typing import Any
 
 MODULES = {
     "loopback": "loopback",

@@ -8,10 +8,10 @@ same env and stdin (what the exec would do, minus the process start).
 from __future__ import annotations
 
 import errno
-import json
 import os
 import time
 
+from .. import fastjson as json  # json's defaults without importing re (a plugin process pays for it)
 from . import spec
 from .spec import CNIError
 
@@ -50,7 +50,7 @@ def exec_plugin(path: str, env: Mapping[str, str], stdin: bytes, timeout: float 
     if p.returncode != 0:
         try:
             err = json.loads(p.stdout or b"{}")
-        except json.JSONDecodeError:
+        except ValueError:
             err = {}
         if isinstance(err, dict) and "code" in err:
             raise CNIError.from_dict(err)
@@ -76,7 +76,7 @@ def delegate(plugin_type: str, command: str, env: Mapping[str, str], stdin: byte
         return None
     try:
         return spec.result_to_internal(json.loads(out))
-    except json.JSONDecodeError as e:
+    except ValueError as e:
         raise CNIError(spec.ERR_DECODE, f"cannot decode the result of {plugin_type}", str(e)) from e
 
 

@@ -8,11 +8,10 @@ the same messages and codes for bad input.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import sys
 
+from .. import fastjson as json  # json's defaults without importing re (a plugin process pays for it)
 from ..records import factory, record
 from . import spec
 from .spec import CNIError
@@ -22,20 +21,26 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Mapping, Protocol
 
 VERBS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
-_CONTAINER_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
-_NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_CHARS = _ALNUM | frozenset("_.-")
+
+
+def name_ok(v: str) -> bool:
+    """libcni's rule for container ids and network names, [a-zA-Z0-9][a-zA-Z0-9_.-]* (checked
+    by hand: a plugin process does not import `re`)."""
+    return bool(v) and v[0] in _ALNUM and all(c in _NAME_CHARS for c in v)
 
 
 def _check_ifname(v: str) -> str | None:
     if len(v) > 15:
         return f"interface name {v!r} is longer than 15 characters"
-    if v in (".", "..") or re.search(r"[/:\s]", v):
+    if v in (".", "..") or any(c in "/:" or c.isspace() for c in v):
         return f"interface name {v!r} contains '/', ':' or whitespace, or is '.' or '..'"
     return None
 
 
 def _check_container_id(v: str) -> str | None:
-    if not _CONTAINER_ID.match(v):
+    if not name_ok(v):
         return f"container id {v!r} must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"
     return None
 
@@ -134,7 +139,7 @@ def parse_env(env: Mapping[str, str], stdin: bytes) -> CmdArgs:
 def decode_conf(stdin: bytes) -> dict[str, Any]:
     try:
         conf = json.loads(stdin or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:
         raise CNIError(spec.ERR_DECODE, "failed to decode network configuration",
                        f"stdin is not valid JSON: {e}") from e
     except RecursionError:
@@ -154,7 +159,7 @@ def _check_conf(a: CmdArgs, plugin: Plugin) -> None:
     spec.require_supported(v, plugin.versions)
     name = a.conf.get("name")
     if a.command != "VERSION":
-        if not isinstance(name, str) or not _NETWORK_NAME.match(name):
+        if not isinstance(name, str) or not name_ok(name):
             raise CNIError(spec.ERR_INVALID_CONFIG, "invalid network name",
                            f"name {name!r} must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")
 

@@ -8,7 +8,8 @@ converted on the way out, the way libcni's `convert` does: 0.3.x/0.4.0 carry
 from __future__ import annotations
 
 import ipaddress
-import json
+
+from .. import fastjson as json  # json's defaults without importing re (a plugin process pays for it)
 
 TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
 if TYPE_CHECKING:

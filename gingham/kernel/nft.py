@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import _thread
 import ctypes
-import json
+
+from .. import fastjson as json  # json's defaults without importing re (a plugin process pays for it)
 
 TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
 if TYPE_CHECKING:

@@ -135,9 +135,22 @@ def _demo_parser(sub: Any) -> None:
     sub.add_parser("demo", help="two pods on a bridge, made with the gingham plugins, talking").set_defaults(fn=_demo)
 
 
+def _completion(args: argparse.Namespace) -> int:
+    from .completion import bash
+    from .lab.cluster import LAB_ROOT
+    print(bash(build_parser(), LAB_ROOT), end="")
+    return 0
+
+
+def _completion_parser(sub: Any) -> None:
+    c = sub.add_parser("completion", help="a shell completion script: source <(gingham completion bash)")
+    c.add_argument("shell", choices=["bash"])
+    c.set_defaults(fn=_completion)
+
+
 COMMANDS: dict[str, Callable[[Any], None]] = {
     "cni": _cni_parser, "install-cni": _install_cni_parser, "agent": _agent_parser, "lab": _lab_parser,
-    "netpol": _netpol_parser, "demo": _demo_parser}
+    "netpol": _netpol_parser, "demo": _demo_parser, "completion": _completion_parser}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -24,6 +24,10 @@ def _print(args: argparse.Namespace, rows: Any, cols: list[str] | None = None) -
     if getattr(args, "output", "") == "json":
         print(json.dumps(rows, indent=2))
         return
+    if getattr(args, "output", "") == "yaml":
+        import yaml
+        print(yaml.safe_dump(rows, sort_keys=False, default_flow_style=False), end="")
+        return
     if isinstance(rows, dict) or cols is None:
         print(rows if isinstance(rows, str) else json.dumps(rows, indent=2))
         return
@@ -39,7 +43,7 @@ def _print(args: argparse.Namespace, rows: Any, cols: list[str] | None = None) -
 def cmd_up(a: argparse.Namespace) -> int:
     lab = _lab(a.name)
     meta = lab.up(a.file, etcd_members=a.etcd_members)
-    if a.output == "json":
+    if a.output in ("json", "yaml"):
         _print(a, {"lab": a.name, "seconds": meta["upSeconds"], "nodes": lab.nodes(), "pods": lab.pods()})
         return 0
     nodes, pods = lab.nodes(), lab.pods()
@@ -53,7 +57,7 @@ def cmd_up(a: argparse.Namespace) -> int:
 
 def cmd_down(a: argparse.Namespace) -> int:
     removed = _lab(a.name).down()
-    _print(a, {"lab": a.name, "removed": removed} if a.output == "json" else
+    _print(a, {"lab": a.name, "removed": removed} if a.output in ("json", "yaml") else
            f"lab {a.name}: removed {len(removed)} namespaces" if removed else f"lab {a.name}: nothing to remove")
     return 0
 
@@ -68,29 +72,42 @@ def cmd_apply(a: argparse.Namespace) -> int:
     lab = _lab(a.name)
     t = time.monotonic()
     rev = (lab.apply if a.lab_cmd == "apply" else lab.delete)(a.file)
-    _print(a, {"lab": a.name, "revision": rev, "seconds": round(time.monotonic() - t, 2)} if a.output == "json"
+    _print(a, {"lab": a.name, "revision": rev, "seconds": round(time.monotonic() - t, 2)} if a.output in ("json", "yaml")
            else f"lab {a.name}: revision {rev} applied on every node in {time.monotonic() - t:.1f}s")
     return 0
 
 
+# table columns per kind: the default, and what -o wide adds
+COLUMNS = {
+    "nodes": (["name", "status", "ip", "podCIDR", "pods"], ["overlay"]),
+    "pods": (["namespace", "name", "ready", "status", "ip", "node"], ["ports", "labels", "netns"]),
+    "services": (["namespace", "name", "type", "clusterIP", "externalIP", "ports"], ["selector"]),
+    "endpointslices": (["namespace", "name", "endpoints"], ["service"]),
+}
+KINDS = {"node": "nodes", "nodes": "nodes", "no": "nodes", "pod": "pods", "pods": "pods", "po": "pods",
+         "service": "services", "services": "services", "svc": "services", "endpointslices": "endpointslices",
+         "endpointslice": "endpointslices", "endpoints": "endpointslices", "eps": "endpointslices"}
+
+
 def cmd_get(a: argparse.Namespace) -> int:
-    lab = _lab(a.name)
-    if a.what in ("nodes", "node"):
-        _print(a, lab.nodes(), ["name", "ip", "podCIDR", "overlay", "pods", "status"])
-    elif a.what in ("pods", "pod"):
-        _print(a, lab.pods(a.namespace), ["namespace", "name", "node", "ip", "ports", "labels", "status"])
-    elif a.what in ("endpointslices", "endpoints", "eps"):
-        rows = lab.endpointslices(a.namespace)
-        if a.output == "json":
-            _print(a, rows)
-        else:
-            flat = [{"namespace": r["namespace"], "name": r["name"],
-                     "endpoints": [f"{e['ip']}({e['node']}{'' if e['ready'] else ',notready'})" for e in r["endpoints"]]}
-                    for r in rows]
-            _print(a, flat, ["namespace", "name", "endpoints"])
+    """A table (-o wide: more columns), or the objects as a Kubernetes List (-o json|yaml)."""
+    lab, kind = _lab(a.name), KINDS[a.what]
+    if a.output in ("json", "yaml"):
+        from .kube import as_list
+        _print(a, as_list(lab.objects(kind, a.namespace)))
+        return 0
+    if kind == "nodes":
+        rows = lab.nodes()
+    elif kind == "pods":
+        rows = lab.pods(a.namespace)
+    elif kind == "services":
+        rows = lab.services(a.namespace)
     else:
-        _print(a, lab.services(a.namespace), ["namespace", "name", "type", "clusterIP", "externalIP", "ports",
-                                              "selector"])
+        rows = [{"namespace": r["namespace"], "name": r["name"], "service": r["service"],
+                 "endpoints": [f"{e['ip']}({e['node']}{'' if e['ready'] else ',notready'})" for e in r["endpoints"]]}
+                for r in lab.endpointslices(a.namespace)]
+    cols, wide = COLUMNS[kind]
+    _print(a, rows, cols + (wide if a.output == "wide" else []))
     return 0
 
 
@@ -117,7 +134,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
     ms = 1000 * (time.monotonic() - t)
     out = {"source": a.source, "destination": a.dest, "address": dst, "port": a.port, "protocol": a.protocol,
            "connected": who is not None, "answeredBy": who, "ms": round(ms, 2)}
-    if a.output == "json":
+    if a.output in ("json", "yaml"):
         _print(a, out)
     elif who is not None:
         print(f"{a.source} -> {dst}:{a.port}/{a.protocol}: answered by {who} ({ms:.1f} ms)")
@@ -129,7 +146,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
 def cmd_trace(a: argparse.Namespace) -> int:
     from .trace import describe, trace_connection
     r = trace_connection(_lab(a.name), a.source, a.dest, a.port, a.protocol)
-    _print(a, r) if a.output == "json" else print(describe(r))
+    _print(a, r) if a.output in ("json", "yaml") else print(describe(r))
     return 0
 
 
@@ -139,7 +156,8 @@ def add_parser(sub: Any) -> None:
 
     def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--name", default=os.environ.get("GINGHAM_LAB", "lab"), help="which lab (default: lab)")
-        p.add_argument("-o", "--output", choices=["json", "table"], default="table")
+        p.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table",
+                       help="table (default), wide (more columns), json or yaml (get: a Kubernetes List)")
         return p
 
     p = common(ls.add_parser("up", help="build a lab from YAML"))
@@ -152,9 +170,8 @@ def add_parser(sub: Any) -> None:
         p = common(ls.add_parser(verb, help=f"{verb} objects in a running lab"))
         p.add_argument("-f", "--file", action="append", required=True)
         p.set_defaults(fn=cmd_apply)
-    p = common(ls.add_parser("get", help="nodes, pods or services"))
-    p.add_argument("what", choices=["nodes", "node", "pods", "pod", "services", "svc", "endpointslices",
-                                    "endpoints", "eps"])
+    p = common(ls.add_parser("get", help="nodes, pods, services or endpointslices (-o wide|json|yaml)"))
+    p.add_argument("what", choices=sorted(KINDS))
     p.add_argument("-n", "--namespace", default=None)
     p.set_defaults(fn=cmd_get)
     p = common(ls.add_parser("exec", help="run a command in a pod (NS/POD), node/NAME or external"))

@@ -421,7 +421,9 @@ class Lab:
 
     # -- reading -----------------------------------------------------------------------
     def nodes(self) -> list[dict[str, Any]]:
-        cache = self.cache(STATUS)
+        return self._node_rows(self.cache(STATUS))
+
+    def _node_rows(self, cache: Cache) -> list[dict[str, Any]]:
         out = []
         for node in cache.state().cluster.nodes:
             n = cache.nodes[node]
@@ -439,7 +441,9 @@ class Lab:
                 continue
             st = cache.pod_status.get(key)
             ip = st.ip if st is not None and st.node == p.node_name else ""
+            ready = st is not None and st.ready and st.node == p.node_name and p.node_name in cache.leases
             out.append({"namespace": p.namespace, "name": p.name, "node": p.node_name, "ip": ip,
+                        "ready": "1/1" if ready else "0/1",
                         "labels": p.labels, "ports": [f"{x.port}/{x.protocol}" for x in p.ports],
                         "netns": self.pod_netns(p.namespace, p.name) if ip else "",
                         "status": "Running" if ip else "Pending"})
@@ -479,6 +483,26 @@ class Lab:
                 {"ip": e.ip, "node": e.node, "pod": e.pod, "ready": e.ready, "serving": e.serving,
                  "terminating": e.terminating, "ports": [f"{n or '-'}:{p}/{pr}" for n, pr, p in e.ports]} for e in lst]})
         return out
+
+    def objects(self, what: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """`what` (nodes, pods, services, endpointslices) as the Kubernetes API shows them."""
+        from ..model.endpoints import kube_dns
+        from . import kube
+        if what == "endpointslices":
+            cache = self.cache((reg.ENDPOINT_SLICES,))
+            return [reg.document(v) for k, v in sorted(cache.raw.items()) if k.startswith(reg.ENDPOINT_SLICES)
+                    and (not namespace or k[len(reg.ENDPOINT_SLICES):].split("/", 1)[0] == namespace)]
+        cache = self.cache(SERVICES if what == "services" else STATUS)
+        if what == "nodes":
+            return [kube.node_object(cache.nodes[n], row["status"] == "Ready")
+                    for n, row in zip(cache.state().cluster.nodes, self._node_rows(cache))]
+        if what == "pods":
+            return [kube.pod_object(p, cache.pod_status.get(k), cache.nodes[p.node_name].ip if p.node_name in
+                                    cache.nodes else "", p.node_name in cache.leases)
+                    for k, p in sorted(cache.pods.items()) if not namespace or p.namespace == namespace]
+        services = [*cache.services.values(), kube_dns(cache.state(), cache.node_dicts())[0]]
+        return [kube.service_object(s) for s in sorted(services, key=lambda s: s.key)
+                if not namespace or s.namespace == namespace]
 
     # -- targets -----------------------------------------------------------------------
     def target_netns(self, target: str) -> str:

@@ -134,7 +134,10 @@ def _ports(d: _Doc, containers_path: str) -> tuple[ContainerPort, ...]:
     for ci, c in enumerate(containers):
         if not isinstance(c, dict):
             raise d.error(f"{containers_path}[{ci}]", "must be a container object")
-        for pi, p in enumerate(c.get("ports") or []):
+        ports = c.get("ports") or []
+        if not isinstance(ports, list):
+            raise d.error(f"{containers_path}[{ci}].ports", f"must be a list, got {ports!r}")
+        for pi, p in enumerate(ports):
             where = f"{containers_path}[{ci}].ports[{pi}]"
             if not isinstance(p, dict):
                 raise d.error(where, "must be an object with containerPort")

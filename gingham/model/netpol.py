@@ -70,8 +70,9 @@ def _selector(raw: Any, where: str) -> dict[str, Any]:
         op, values = e.get("operator"), e.get("values")
         if op not in OPERATORS:
             raise NetpolError(f"{w}.operator", f"must be one of {', '.join(OPERATORS)}, got {op!r}")
-        if op in ("In", "NotIn") and (not isinstance(values, list) or not values):
-            raise NetpolError(f"{w}.values", f"{op} needs a non-empty list of values")
+        if op in ("In", "NotIn") and (not isinstance(values, list) or not values
+                                      or not all(isinstance(v, str) for v in values)):
+            raise NetpolError(f"{w}.values", f"{op} needs a non-empty list of string values")
         if op in ("Exists", "DoesNotExist") and values:
             raise NetpolError(f"{w}.values", f"{op} takes no values")
     return {"matchLabels": dict(ml), "matchExpressions": list(exprs)}
@@ -84,15 +85,20 @@ def _peer(raw: Any, where: str) -> Peer:
         if "podSelector" in raw or "namespaceSelector" in raw:
             raise NetpolError(where, "ipBlock cannot be combined with podSelector or namespaceSelector")
         b = raw["ipBlock"] or {}
+        if not isinstance(b, dict):
+            raise NetpolError(f"{where}.ipBlock", f"must be an object with a cidr, got {b!r}")
+        cidr = b.get("cidr")
         try:
-            net = ipaddress.ip_network(str(b.get("cidr")))
-        except (ValueError, TypeError):
-            raise NetpolError(f"{where}.ipBlock.cidr", f"{b.get('cidr')!r} is not a CIDR with its host bits zero") \
-                from None
+            net = ipaddress.ip_network(cidr if isinstance(cidr, str) else "-")
+        except ValueError:
+            raise NetpolError(f"{where}.ipBlock.cidr", f"{cidr!r} is not a CIDR with its host bits zero") from None
         excepts = []
-        for i, e in enumerate(b.get("except") or []):
+        raw_excepts = b.get("except") or []
+        if not isinstance(raw_excepts, list):
+            raise NetpolError(f"{where}.ipBlock.except", f"must be a list of CIDRs, got {raw_excepts!r}")
+        for i, e in enumerate(raw_excepts):
             try:
-                ex = ipaddress.ip_network(e)
+                ex = ipaddress.ip_network(e if isinstance(e, str) else "-")
             except (ValueError, TypeError):
                 raise NetpolError(f"{where}.ipBlock.except[{i}]", f"{e!r} is not a CIDR") from None
             if ex.version != net.version or not ex.subnet_of(net) or ex == net:  # type: ignore[arg-type]
@@ -109,7 +115,7 @@ def _port(raw: Any, where: str) -> Port:
     if not isinstance(raw, dict):
         raise NetpolError(where, "must be an object")
     proto = raw.get("protocol", "TCP")
-    if proto not in PROTOCOLS:
+    if not isinstance(proto, str) or proto not in PROTOCOLS:
         raise NetpolError(f"{where}.protocol", f"must be TCP, UDP or SCTP, got {proto!r}")
     port = raw.get("port")
     end = raw.get("endPort")
@@ -139,6 +145,9 @@ def _rules(raw: Any, where: str, peer_key: str) -> tuple[Rule, ...]:
             raise NetpolError(w, "must be an object")
         peers = r.get(peer_key)
         ports = r.get("ports")
+        for key, value in ((peer_key, peers), ("ports", ports)):
+            if value is not None and not isinstance(value, list):
+                raise NetpolError(f"{w}.{key}", f"must be a list, got {value!r}")
         out.append(Rule(tuple(_peer(p, f"{w}.{peer_key}[{j}]") for j, p in enumerate(peers)) if peers else None,
                         tuple(_port(p, f"{w}.ports[{j}]") for j, p in enumerate(ports)) if ports else None))
     return tuple(out)

@@ -12,6 +12,7 @@ import os
 import tempfile
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -130,3 +131,26 @@ def test_dates_and_sets_are_refused_where_they_would_not_serialize() -> None:
             except ManifestError as e:
                 assert "document 1" in str(e)
     assert datetime.date  # the type such values load as
+
+
+POLICY = ("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np}\n"
+          "spec: {podSelector: {}, ingress: [%s]}\n")
+
+
+@pytest.mark.parametrize("text,field", [
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, ports: true}]}\n",
+     "spec.containers[0].ports"),
+    (POLICY % "{from: [{ipBlock: [10.0.0.0/8]}]}", "ipBlock"),
+    (POLICY % "{from: [{ipBlock: {cidr: 5}}]}", "ipBlock.cidr"),
+    (POLICY % "{from: [{ipBlock: {cidr: 10.0.0.0/8, except: 10.1.0.0/16}}]}", "ipBlock.except"),
+    (POLICY % "{from: 5}", "spec.ingress[0].from"),
+    (POLICY % "{ports: [{protocol: [TCP]}]}", "protocol"),
+    (POLICY % "{from: [{podSelector: {matchExpressions: [{key: a, operator: In, values: [1]}]}}]}", "values"),
+])
+def test_values_of_the_wrong_type_are_refused_naming_the_field(text: str, field: str) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        f.write(text)
+        f.flush()
+        with pytest.raises(ManifestError) as e:
+            up_to_keys(f.name)
+    assert field in e.value.field, e.value

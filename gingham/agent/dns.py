@@ -23,7 +23,7 @@ class DNSController:
         cluster = cache.state().cluster
         domain = cluster.cluster_domain
         if full or self.index.domain != domain or not self.index.synced:
-            index = records.new_index(domain, cluster.upstream_dns)
+            index = records.new_index(domain, cluster.upstream_dns, cluster.dns_ip)
             touched, changed_pods = set(services), set(cache.pods)
         else:
             index = self.index

@@ -70,6 +70,7 @@ class NodeAgent:
         self.dns = DNSController()
         self.health = HealthServers()
         self.special: set[str] = set()  # LoadBalancer and health-check Services, as last announced
+        self.bridge_netfilter = False    # bridged frames through the IP hooks (agent/services.py)
         self.status: dict[str, Any] = {}
         self.status_written: dict[str, Any] = {}
         self.lease: NodeLease = NodeLease(self.etcd, reg.LEASES + node, reg.dumps({
@@ -191,7 +192,12 @@ class NodeAgent:
                 self.metrics.policies.set(len(world.policies))
                 with self.metrics.timed(self.metrics.netpol_sync):
                     self.netpol.sync(world)
-            set_bridge_netfilter(bool(svc.local) or bool(cache.policies))
+            if not self.bridge_netfilter and (svc.local or cache.policies):
+                # on once needed, and never off again while the agent runs: turned off under live
+                # traffic, a pod on this node lost cluster DNS for seconds (the last Service backend
+                # of the node had just gone; tests/integration/test_dns.py caught it)
+                set_bridge_netfilter(True)
+                self.bridge_netfilter = True
             special = {k for k in touched if (s := svc.services.get(k)) is not None
                        and (s.type == "LoadBalancer" or s.health_check_node_port)}
             if full or special or self.special & touched or changes.keys() & {"node", "lease"}:

@@ -105,8 +105,9 @@ class ServicesController:
 def set_bridge_netfilter(on: bool) -> None:
     """Bridged frames pass the IP hooks only when something needs them: a Service backend on
     this bridge (its reply to a client on the same bridge must meet conntrack to be un-DNATed)
-    or a NetworkPolicy (same-node pod traffic must be judged). Otherwise bridged pod traffic
-    skips them and runs at veth speed. The sysctls are per network namespace: this node only."""
+    or a NetworkPolicy (same-node pod traffic must be judged). Until then bridged pod traffic
+    skips them and runs at veth speed; the agent turns it on when first needed and leaves it on.
+    The sysctls are per network namespace: this node only."""
     for fam in ("iptables", "ip6tables"):
         name = f"net.bridge.bridge-nf-call-{fam}"
         if os.path.exists(sysctl.path(name)):

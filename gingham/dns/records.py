@@ -4,19 +4,26 @@ What CoreDNS's kubernetes plugin answers (kubernetes/dns docs/specification.md):
 ClusterIP Services, an A per ready endpoint for headless ones (and `<hostname>.<svc>`
 names), SRV for named ports, CNAME for ExternalName, PTR for Service and endpoint
 addresses, `a-b-c-d.<ns>.pod` names, and `dns-version` TXT. Every name that exists,
-with any type, answers NOERROR; others NXDOMAIN. TTL 5 s, as CoreDNS's default.
+with any type, answers NOERROR; others NXDOMAIN. TTL 5 s, as CoreDNS's default (the
+`dns-version` TXT 28800 s, as CoreDNS gives it). The zone apex has an SOA and an NS,
+`ns.dns.<zone>`, whose address is the DNS Service's; negative answers carry the SOA.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..model.services import Endpoint, Service
 
 TTL = 5
+VERSION_TTL = 28800  # CoreDNS's for dns-version
 SCHEMA_VERSION = "1.1.0"
+# an SOA as CoreDNS's kubernetes plugin writes it: ns.dns.<zone>, hostmaster.<zone>, these timers,
+# and the TTL as minimum (so resolvers cache a denial as long as an answer)
+SOA_TIMERS = (7200, 1800, 86400, TTL)
 
 
 Record = tuple[str, str, str]  # (name, type, rdata)
@@ -37,6 +44,7 @@ class RecordIndex:
     synced: bool = False
     upstreams: tuple[str, ...] = ()
     generation: int = 0
+    serial: int = 0  # the SOA's: the time of the last change, as CoreDNS takes the API's
     _owned: dict[str, tuple[list[Record], list[str]]] = field(default_factory=dict)
     _refs: dict[Record, int] = field(default_factory=dict)
     _name_refs: dict[str, int] = field(default_factory=dict)
@@ -91,6 +99,7 @@ class RecordIndex:
             else:
                 self.records.pop(name, None)
         self.generation += 1
+        self.serial = int(time.time())
 
     def drop(self, owner: str) -> None:
         self.put(owner, [], [])
@@ -109,8 +118,20 @@ class RecordIndex:
         return "NXDOMAIN", []
 
     def in_zone(self, name: str) -> bool:
+        return bool(self.zone_of(name))
+
+    def zone_of(self, name: str) -> str:
+        """The zone this server answers `name` in (the cluster domain or in-addr.arpa), or ""."""
         n = name.lower().rstrip(".")
-        return n == self.domain or n.endswith("." + self.domain) or n.endswith(".in-addr.arpa")
+        if n == self.domain or n.endswith("." + self.domain):
+            return self.domain + "."
+        if n == "in-addr.arpa" or n.endswith(".in-addr.arpa"):
+            return "in-addr.arpa."
+        return ""
+
+    def soa(self, zone: str) -> str:
+        """The zone's SOA rdata: mname rname serial refresh retry expire minimum."""
+        return " ".join([f"ns.dns.{zone}", f"hostmaster.{zone}", str(self.serial), *map(str, SOA_TIMERS)])
 
 
 def reverse(ip: str) -> str:
@@ -155,16 +176,23 @@ def pod_records(namespace: str, ip: str, domain: str) -> list[Record]:
     return [(f"{ip.replace('.', '-')}.{namespace}.pod.{domain}", "A", ip)]
 
 
-def new_index(domain: str, upstreams: tuple[str, ...] = ()) -> RecordIndex:
+def new_index(domain: str, upstreams: tuple[str, ...] = (), dns_ip: str = "") -> RecordIndex:
+    """An index with the zone's own records: dns-version, and the apex's SOA and NS (the name
+    server `ns.dns.<zone>` at `dns_ip`, the DNS Service's address)."""
     ix = RecordIndex(domain, upstreams=upstreams)
     ix.put("dns-version", [(f"dns-version.{domain}", "TXT", SCHEMA_VERSION)])
+    zone = domain + "."
+    apex: list[Record] = [(zone, "SOA", ""), (zone, "NS", f"ns.dns.{zone}")]
+    if dns_ip:
+        apex.append((f"ns.dns.{zone}", "A", dns_ip))
+    ix.put("zone", apex)
     return ix
 
 
 def build(services: list[Service], endpoints: dict[str, list[Endpoint]], pods: list[tuple[str, str]],
-          domain: str = "cluster.local", upstreams: tuple[str, ...] = ()) -> RecordIndex:
+          domain: str = "cluster.local", upstreams: tuple[str, ...] = (), dns_ip: str = "") -> RecordIndex:
     """The whole index at once. `pods`: (namespace, ip) of every running pod."""
-    ix = new_index(domain, upstreams)
+    ix = new_index(domain, upstreams, dns_ip)
     for svc in services:
         ix.put(f"service/{svc.key}", *service_records(svc, endpoints.get(svc.key, []), domain))
     for ns, ip in pods:

@@ -1,6 +1,13 @@
 """The cluster DNS server: `answer()` is a pure function of the index and the query; the
 asyncio protocols only frame bytes (UDP with truncation at 512 bytes or the EDNS size,
 TCP with the 2-byte length), and any failure becomes SERVFAIL, never a dead server.
+
+As CoreDNS's kubernetes plugin answers (RFC 1035, 2308): a negative answer in the zone
+(NXDOMAIN, or NOERROR with no record of the type asked) carries the zone's SOA in the
+authority section; the apex answers SOA and NS; AD is never set (the zone is not signed);
+a packet that is itself a response gets no answer; an opcode other than QUERY gets
+NOTIMP; an ExternalName whose target is in the zone is answered with the CNAME and the
+target's records.
 """
 
 from __future__ import annotations
@@ -14,39 +21,64 @@ from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from typing import Callable
 
-from dnslib import CNAME, PTR, QTYPE, RCODE, RR, SRV, TXT, A, AAAA, DNSError, DNSRecord
+from dnslib import CNAME, NS, OPCODE, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, AAAA, DNSError, DNSRecord
 
-from .records import TTL, RecordIndex
+from .records import TTL, VERSION_TTL, RecordIndex
 
-_RDATA = {"A": A, "AAAA": AAAA, "CNAME": CNAME, "PTR": PTR, "TXT": TXT}
+_RDATA = {"A": A, "AAAA": AAAA, "CNAME": CNAME, "PTR": PTR, "TXT": TXT, "NS": NS}
+CHASE = 8  # CNAMEs followed inside the zone, at most
 
 
-def _rdata(rtype: str, data: str) -> object:
+def _rr(index: RecordIndex, name: str, rtype: str, data: str) -> RR:
+    ttl = VERSION_TTL if rtype == "TXT" and name.lower().startswith("dns-version.") else TTL
     if rtype == "SRV":
         prio, weight, port, target = data.split()
-        return SRV(int(prio), int(weight), int(port), target)
-    return _RDATA[rtype](data)
+        rdata: object = SRV(int(prio), int(weight), int(port), target)
+    elif rtype == "SOA":
+        return _soa(index, index.zone_of(name))
+    else:
+        rdata = _RDATA[rtype](data)
+    return RR(name, getattr(QTYPE, rtype), rdata=rdata, ttl=ttl)
+
+
+def _soa(index: RecordIndex, zone: str) -> RR:
+    mname, rname, *times = index.soa(zone).split()
+    return RR(zone, QTYPE.SOA, rdata=SOA(mname, rname, tuple(int(t) for t in times)), ttl=min(TTL, 300))
 
 
 def answer(index: RecordIndex, query: DNSRecord) -> DNSRecord:
     reply = query.reply()
     reply.header.ra = 1
+    reply.header.ad = 0  # the zone is not signed: never "authenticated data"
+    if query.header.opcode != OPCODE.QUERY:
+        reply.header.rcode = RCODE.NOTIMP
+        return reply
     if not query.questions:
         reply.header.rcode = RCODE.FORMERR
         return reply
     q = query.questions[0]
     name, rtype = str(q.qname), QTYPE.get(q.qtype, str(q.qtype))
-    if not index.in_zone(name):
-        reply.header.rcode = RCODE.SERVFAIL  # no upstream configured: fail fast, never leave the lab
-        return reply
-    if not index.synced:
+    zone = index.zone_of(name)
+    if not zone or not index.synced:  # outside the zone with no upstream: fail fast, never leave the lab
         reply.header.rcode = RCODE.SERVFAIL
         return reply
     rcode, recs = index.lookup(name, rtype)
     reply.header.aa = 1
     reply.header.rcode = getattr(RCODE, rcode)
-    for rt, data in recs:
-        reply.add_answer(RR(name, getattr(QTYPE, rt), rdata=_rdata(rt, data), ttl=TTL))
+    owner = name
+    for _ in range(CHASE):
+        for rt, data in recs:
+            reply.add_answer(_rr(index, owner, rt, data))
+        cname = next((d for rt, d in recs if rt == "CNAME"), "")
+        if not cname or rtype == "CNAME" or not index.in_zone(cname):
+            break
+        owner = cname  # an ExternalName pointing inside the zone: its target's records follow
+        _, recs = index.lookup(owner, rtype)
+    if rtype == "NS" and reply.rr:
+        for rr in reply.rr:
+            reply.add_ar(*(_rr(index, str(rr.rdata), rt, d) for rt, d in index.lookup(str(rr.rdata), "A")[1]))
+    if not reply.rr:  # NXDOMAIN or NODATA: the SOA says how long a resolver may remember it
+        reply.add_auth(_soa(index, zone))
     return reply
 
 
@@ -192,6 +224,8 @@ FORWARDER = Forwarder()
 
 def _handle(index: RecordIndex, data: bytes, stats: Stats, max_udp: int | None) -> tuple[bytes | None, bool]:
     """(answer, whether it is a pure function of the index and the query bytes)."""
+    if len(data) >= 3 and data[2] & 0x80:  # a response (QR set): answering it could loop two servers
+        return None, False
     try:
         query = DNSRecord.parse(data)
     except (DNSError, struct.error, IndexError, ValueError, UnicodeDecodeError):

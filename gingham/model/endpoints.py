@@ -26,7 +26,7 @@ def pod_view(pod: Pod, status: PodStatus | None, node_alive: bool = True) -> Pod
     if status is None or status.node != pod.node_name or not status.ip or status.terminating:
         return None
     return PodView(pod.namespace, pod.name, pod.labels, pod.node_name, status.ip, status.ready and node_alive, False,
-                   tuple((p.name, p.protocol, p.port) for p in pod.ports), pod.name)
+                   tuple((p.name, p.protocol, p.port) for p in pod.ports), pod.hostname, pod.subdomain)
 
 
 def kube_dns(state: ClusterState, nodes: dict[str, dict[str, Any]]) -> tuple[Service, list[Endpoint]]:

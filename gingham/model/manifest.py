@@ -26,7 +26,7 @@ _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-
 _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 KINDS = {
-    ("v1", "Namespace"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("v1", "Service"),
+    ("v1", "Namespace"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("v1", "Service"),
     ("networking.k8s.io/v1", "NetworkPolicy"), ("gingham.dev/v1alpha1", "Cluster"),
 }
 
@@ -154,6 +154,18 @@ def _ports(d: _Doc, containers_path: str) -> tuple[ContainerPort, ...]:
     return tuple(out)
 
 
+def _dns_names(d: _Doc, spec: str) -> tuple[str, str]:
+    """A pod spec's `hostname` and `subdomain` (DNS labels; the pod's own name is not its
+    hostname unless a StatefulSet makes it so)."""
+    out = []
+    for key in ("hostname", "subdomain"):
+        v = d.get(f"{spec}.{key}", str, "")
+        if v and (len(v) > 63 or not _DNS1123_LABEL.match(v)):
+            raise d.error(f"{spec}.{key}", f"{v!r} is not a DNS label (at most 63 lowercase letters, digits, '-')")
+        out.append(v)
+    return out[0], out[1]
+
+
 def _cluster(d: _Doc) -> Cluster:
     name = _name(d, _DNS1123_LABEL, 40)
     raw_nodes = d.get("spec.nodes", (int, list), 2)
@@ -239,8 +251,8 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
             state.namespaces[name] = Namespace(name, _labels(d, "metadata.labels"))
         elif kind == "Pod":
             pending_pods.append((d, Pod(ns, name, _labels(d, "metadata.labels"), d.get("spec.nodeName", str, ""),
-                                        _ports(d, "spec.containers"))))
-        elif kind == "Deployment":
+                                        _ports(d, "spec.containers"), "", *_dns_names(d, "spec"))))
+        elif kind in ("Deployment", "StatefulSet"):
             replicas = d.get("spec.replicas", int, 1)
             if replicas < 0 or replicas > 500:
                 raise d.error("spec.replicas", f"must be between 0 and 500, got {replicas}")
@@ -251,11 +263,18 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
                     raise d.error("spec.selector.matchLabels", f"{k}={v} does not match the template's labels")
             ports = _ports(d, "spec.template.spec.containers")
             node = d.get("spec.template.spec.nodeName", str, "")
-            owner = f"Deployment/{name}"  # a re-applied Deployment owns exactly its new replicas
+            owner = f"{kind}/{name}"  # a re-applied Deployment owns exactly its new replicas
+            hostname, subdomain = _dns_names(d, "spec.template.spec")
+            if kind == "StatefulSet":  # each pod is named for itself, under the governing Service
+                subdomain = d.get("spec.serviceName", str, required=True)
+                if len(subdomain) > 63 or not _DNS1123_LABEL.match(subdomain):
+                    raise d.error("spec.serviceName", f"{subdomain!r} is not a DNS label")
             state.pods = {k: p for k, p in state.pods.items() if not (p.namespace == ns and p.owner == owner)}
             for i in range(replicas):
-                pending_pods.append((d, Pod(ns, f"{name}-{i}", tlabels, node, ports, owner)))
-            state.objects[f"Deployment/{ns}/{name}"] = Object(kind, ns, name, d.body)
+                pod_name = f"{name}-{i}"
+                pending_pods.append((d, Pod(ns, pod_name, tlabels, node, ports, owner,
+                                            pod_name if kind == "StatefulSet" else hostname, subdomain)))
+            state.objects[f"{kind}/{ns}/{name}"] = Object(kind, ns, name, d.body)
         else:
             d.get("spec", dict, {})
             if kind == "Service":

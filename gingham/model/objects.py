@@ -34,7 +34,9 @@ class Pod:
     labels: dict[str, str] = field(default_factory=dict)
     node_name: str = ""
     ports: tuple[ContainerPort, ...] = ()
-    owner: str = ""  # "Deployment/<name>" for replicas
+    owner: str = ""  # "Deployment/<name>" or "StatefulSet/<name>" for replicas
+    hostname: str = ""   # spec.hostname (a StatefulSet's pods: their own name)
+    subdomain: str = ""  # spec.subdomain (a StatefulSet's serviceName)
 
     @property
     def key(self) -> str:

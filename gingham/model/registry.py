@@ -55,7 +55,7 @@ RANGE_LB_IPS = ROOT + "ranges/loadbalancerips"
 LEASE_TTL = 3  # seconds: a node whose agent is silent this long is gone for the others
 
 _RESOURCES = {"Service": SERVICES, "NetworkPolicy": ROOT + "networkpolicies/",
-              "Deployment": ROOT + "deployments/"}
+              "Deployment": ROOT + "deployments/", "StatefulSet": ROOT + "statefulsets/"}
 _KINDS = {v: k for k, v in _RESOURCES.items()}
 
 
@@ -138,8 +138,11 @@ def encode_pod(p: Pod) -> dict[str, Any]:
         meta["ownerReferences"] = [{"kind": kind, "name": owner, "controller": True}]
     ports = [{"containerPort": cp.port, "protocol": cp.protocol, **({"name": cp.name} if cp.name else {})}
              for cp in p.ports]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-            "spec": {"nodeName": p.node_name, "containers": [{"name": "main", "ports": ports}]}}
+    spec: dict[str, Any] = {"nodeName": p.node_name, "containers": [{"name": "main", "ports": ports}]}
+    for key, value in (("hostname", p.hostname), ("subdomain", p.subdomain)):
+        if value:
+            spec[key] = value
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
 
 def encode_pod_status(s: PodStatus) -> dict[str, Any]:
@@ -224,7 +227,8 @@ def decode_pod(value: bytes) -> Pod:
             ports.append(ContainerPort(_at(p, "containerPort", int), _at(p, "protocol", str, "TCP"),
                                        _at(p, "name", str, "")))
     return Pod(_at(d, "metadata.namespace", str), _at(d, "metadata.name", str), _labels(d),
-               _at(d, "spec.nodeName", str, ""), tuple(ports), owner)
+               _at(d, "spec.nodeName", str, ""), tuple(ports), owner, _at(d, "spec.hostname", str, ""),
+               _at(d, "spec.subdomain", str, ""))
 
 
 def decode_pod_status(value: bytes) -> PodStatus:

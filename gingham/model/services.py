@@ -245,7 +245,8 @@ class PodView:
     ready: bool
     terminating: bool = False
     ports: tuple[tuple[str, str, int], ...] = ()  # (containerPort name, protocol, port)
-    hostname: str = ""
+    hostname: str = ""   # spec.hostname
+    subdomain: str = ""  # spec.subdomain
 
 
 def resolve_target(sp: ServicePort, pod: PodView) -> int | None:
@@ -289,8 +290,11 @@ def derive_endpoints(services: list[Service], pods: list[PodView]) -> dict[str, 
             if svc.ports and not ports:
                 continue
             ready = pod.ready and not pod.terminating
+            # the EndpointSlice controller's rule: an endpoint has a hostname only when its pod names
+            # this Service as its subdomain (a StatefulSet's pods); never the pod's name otherwise
+            host = pod.hostname if pod.hostname and pod.subdomain == svc.name else ""
             eps.append(Endpoint(pod.ip, pod.node, f"{pod.namespace}/{pod.name}", ready or svc.publish_not_ready,
-                                pod.ready, pod.terminating, ports, pod.hostname))
+                                pod.ready, pod.terminating, ports, host))
         out[svc.key] = eps
     return out
 

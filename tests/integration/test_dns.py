@@ -27,14 +27,35 @@ kind: Namespace
 metadata: {name: shop}
 ---
 apiVersion: apps/v1
-kind: Deployment
+kind: StatefulSet
 metadata: {name: db, namespace: shop}
 spec:
+  serviceName: db
   replicas: 2
   selector: {matchLabels: {app: db}}
   template:
     metadata: {labels: {app: db}}
     spec: {containers: [{name: d, ports: [{name: pg, containerPort: 5432}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cache, namespace: shop}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: cache}}
+  template:
+    metadata: {labels: {app: cache}}
+    spec: {containers: [{name: c, ports: [{containerPort: 6379}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cache, namespace: shop}
+spec: {clusterIP: None, selector: {app: cache}, ports: [{name: redis, port: 6379}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: alias, namespace: shop}
+spec: {type: ExternalName, externalName: backend.shop.svc.cluster.local}
 ---
 apiVersion: v1
 kind: Pod
@@ -115,6 +136,7 @@ def test_nxdomain_nodata_and_outside_names(lab):
 def test_a_removed_endpoint_leaves_the_answers(lab, tmp_path):
     pods = {p["name"]: p["ip"] for p in lab.pods("shop")}
     one = CLUSTER.split("---")[2].replace("replicas: 2", "replicas: 1")
+    assert "StatefulSet" in one
     lab.apply([manifest(tmp_path, one, "one.yaml")])
     deadline = time.monotonic() + 2
     while short(lab, "db.shop.svc.cluster.local") != [pods["db-0"]] and time.monotonic() < deadline:
@@ -169,3 +191,53 @@ def test_lab_probe_takes_a_dns_name(lab):
     out = json.loads(r.stdout)
     assert r.returncode == 0 and out["answeredBy"] in ("db-0", "db-1")
     assert out["address"] == next(s["clusterIP"] for s in lab.services() if s["name"] == "backend")
+
+
+SOA = "ns.dns.cluster.local. hostmaster.cluster.local."
+
+
+def test_negative_answers_carry_the_zone_soa(lab):
+    for args in (["nothing.shop.svc.cluster.local"], ["AAAA", "backend.shop.svc.cluster.local"]):
+        out = dig(lab, *args)
+        assert "AUTHORITY: 1" in out and f"cluster.local.\t\t5\tIN\tSOA\t{SOA}" in out.replace("  ", "\t"), out
+    soa = short(lab, "SOA", "cluster.local")
+    assert len(soa) == 1 and soa[0].startswith(SOA) and soa[0].endswith("7200 1800 86400 5")
+    assert short(lab, "NS", "cluster.local") == ["ns.dns.cluster.local."]
+    assert short(lab, "ns.dns.cluster.local") == ["10.96.0.10"]  # the DNS Service's address
+    assert "ANSWER: 1" in dig(lab, "TXT", "dns-version.cluster.local") and "28800" in dig(
+        lab, "TXT", "dns-version.cluster.local")
+
+
+def test_headless_names_come_from_hostname_and_subdomain_only(lab):
+    pods = {p["name"]: p["ip"] for p in lab.pods("shop")}
+    cache_ip = pods["cache-0"]
+    dashed = cache_ip.replace(".", "-")
+    assert short(lab, f"{dashed}.cache.shop.svc.cluster.local") == [cache_ip]
+    assert "status: NXDOMAIN" in dig(lab, "cache-0.cache.shop.svc.cluster.local")  # a Deployment's pod name is not
+    assert short(lab, "SRV", "_redis._tcp.cache.shop.svc.cluster.local") == \
+        [f"0 100 6379 {dashed}.cache.shop.svc.cluster.local."]
+    rev = ".".join(reversed(cache_ip.split("."))) + ".in-addr.arpa"
+    assert short(lab, "PTR", rev) == [f"{dashed}.cache.shop.svc.cluster.local."]
+    rev0 = ".".join(reversed(pods["db-0"].split("."))) + ".in-addr.arpa"
+    assert short(lab, "PTR", rev0) == ["db-0.db.shop.svc.cluster.local."]  # the StatefulSet's hostname
+
+
+def test_externalname_inside_the_zone_is_followed(lab):
+    out = short(lab, "alias.shop.svc.cluster.local")
+    backend = next(s["clusterIP"] for s in lab.services() if s["name"] == "backend")
+    assert out == sorted(["backend.shop.svc.cluster.local.", backend])
+
+
+def test_flags_opcodes_and_responses(lab):
+    out = dig(lab, "+adflag", "backend.shop.svc.cluster.local")
+    flags = out.split("flags:")[1].split(";")[0]
+    assert " ad" not in flags and " aa" in flags
+    assert "status: NOTIMP" in dig(lab, "+opcode=2", "backend.shop.svc.cluster.local")  # STATUS
+    ns = os.path.basename(lab.target_netns("shop/client"))
+    import sys
+    code = ("import socket; from dnslib import DNSRecord\n"
+            "q = DNSRecord.question('backend.shop.svc.cluster.local'); r = q.reply().pack()\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1); s.sendto(r, ('10.96.0.10', 53))\n"
+            "try:\n    s.recv(512); print('answered')\nexcept socket.timeout:\n    print('silent')")
+    r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "silent", r.stderr  # a response is never answered (no loops between servers)

@@ -81,3 +81,60 @@ def test_every_name_gets_a_well_formed_answer(labels, qtype):
     reply = answer(INDEX, DNSRecord.question(".".join(labels), qtype))
     assert RCODE.get(reply.header.rcode) in ("NOERROR", "NXDOMAIN", "SERVFAIL")
     DNSRecord.parse(reply.pack())
+
+
+def test_negative_answers_carry_the_soa_and_the_apex_answers_soa_and_ns():
+    ix = build([svc("web", clusterIP="10.96.0.11")], {}, [], dns_ip="10.96.0.10")
+    for name, qtype, rcode in (("nope.shop.svc.cluster.local", "A", RCODE.NXDOMAIN),
+                               ("web.shop.svc.cluster.local", "AAAA", RCODE.NOERROR),
+                               ("1.2.3.4.in-addr.arpa", "PTR", RCODE.NXDOMAIN)):
+        reply = answer(ix, DNSRecord.question(name, qtype))
+        assert reply.header.rcode == rcode and not reply.rr and len(reply.auth) == 1
+        soa = reply.auth[0]
+        zone = "in-addr.arpa." if name.endswith("arpa") else "cluster.local."
+        assert (str(soa.rname), soa.ttl, QTYPE.get(soa.rtype)) == (zone, 5, "SOA")
+        assert str(soa.rdata.mname) == f"ns.dns.{zone}" and str(soa.rdata.rname) == f"hostmaster.{zone}"
+        assert soa.rdata.times[1:] == (7200, 1800, 86400, 5)
+    reply = answer(ix, DNSRecord.question("cluster.local", "NS"))
+    assert [str(r.rdata) for r in reply.rr] == ["ns.dns.cluster.local."]
+    assert [(str(r.rname), str(r.rdata)) for r in reply.ar] == [("ns.dns.cluster.local.", "10.96.0.10")]
+    assert QTYPE.get(answer(ix, DNSRecord.question("cluster.local", "SOA")).rr[0].rtype) == "SOA"
+    assert answer(ix, DNSRecord.question("dns-version.cluster.local", "TXT")).rr[0].ttl == 28800
+
+
+def test_flags_opcodes_and_responses():
+    q = DNSRecord.question("web.shop.svc.cluster.local")
+    q.header.ad = 1
+    assert answer(INDEX, q).header.ad == 0  # the zone is not signed
+    q.header.opcode = 2  # STATUS
+    assert answer(INDEX, q).header.rcode == RCODE.NOTIMP
+    response = DNSRecord.question("web.shop.svc.cluster.local").reply().pack()
+    assert handle(lambda: INDEX, response, Stats(), 512) is None  # never answer an answer
+
+
+def test_an_externalname_inside_the_zone_is_followed():
+    ix = build([svc("web", clusterIP="10.96.0.11"),
+                svc("alias", type="ExternalName", externalName="web.shop.svc.cluster.local", ports=[])], {}, [])
+    reply = answer(ix, DNSRecord.question("alias.shop.svc.cluster.local", "A"))
+    assert [(str(r.rname), QTYPE.get(r.rtype), str(r.rdata)) for r in reply.rr] == [
+        ("alias.shop.svc.cluster.local.", "CNAME", "web.shop.svc.cluster.local."),
+        ("web.shop.svc.cluster.local.", "A", "10.96.0.11")]
+    only = answer(ix, DNSRecord.question("alias.shop.svc.cluster.local", "CNAME"))
+    assert len(only.rr) == 1
+
+
+def test_headless_names_come_from_hostname_and_subdomain_only():
+    from gingham.model.services import PodView, derive_endpoints
+    db = svc("db", clusterIP="None")
+    pods = [PodView("shop", "db-0", {"app": "db"}, "n1", "10.244.1.5", True, hostname="db-0", subdomain="db"),
+            PodView("shop", "other", {"app": "db"}, "n1", "10.244.1.6", True, hostname="h", subdomain="elsewhere"),
+            PodView("shop", "plain", {"app": "db"}, "n1", "10.244.1.7", True)]
+    eps = derive_endpoints([db], pods)["shop/db"]
+    assert [e.hostname for e in eps] == ["db-0", "", ""]
+    ix = build([db], {"shop/db": eps}, [])
+    assert answer(ix, DNSRecord.question("db-0.db.shop.svc.cluster.local")).rr[0].rdata.__str__() == "10.244.1.5"
+    for name in ("other.db.shop.svc.cluster.local", "plain.db.shop.svc.cluster.local"):
+        assert answer(ix, DNSRecord.question(name)).header.rcode == RCODE.NXDOMAIN
+    assert str(answer(ix, DNSRecord.question("10-244-1-7.db.shop.svc.cluster.local")).rr[0].rdata) == "10.244.1.7"
+    ptr = answer(ix, DNSRecord.question("6.1.244.10.in-addr.arpa", "PTR"))
+    assert [str(r.rdata) for r in ptr.rr] == ["10-244-1-6.db.shop.svc.cluster.local."]

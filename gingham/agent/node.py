@@ -144,12 +144,15 @@ class NodeAgent:
                         full = False
                     elif max(self.cache.spec_revision, self.cache.status_revision) > self.status.get("synced", 0):
                         self.write_status()  # a rewrite that changed nothing here: seen, all the same
+                    if self.pods.probes_due():  # readiness probes: a changed Ready comes back as a podstatus change
+                        self.pods.run_probes(self.cache)
                 except Exception:
                     traceback.print_exc(file=sys.stderr)
                     self.services.resync()
                     full = True
                     self.stop.wait(0.5)
-                # nothing to do until the watch brings a change, or a terminating pod's grace ends;
+                # nothing to do until the watch brings a change, a terminating pod's grace ends or a
+                # readiness probe is due;
                 # then what follows within a few ms joins it (a burst of writes, one pass)
                 changes = self.source.wait(self.pods.next_deadline())
                 if changes:

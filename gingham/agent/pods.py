@@ -2,7 +2,9 @@
 
 `pod_actions` (pure) decides from the wanted pods and the node's records what to do: a
 pod that is no longer wanted first leaves every Service's endpoints (terminating), and is
-torn down after the grace period. `PodController` carries it out (netns, CNI ADD/DEL with
+torn down after its grace period (terminationGracePeriodSeconds, or the lab's 1.5 s). A pod
+with a readinessProbe is ready when its probe says so (agent/probes.py); one without, once
+its workload listens. `PodController` carries it out (netns, CNI ADD/DEL with
 kubelet's CNI_ARGS, resolv.conf, the workload through agent/workloads.py) and publishes
 the pods' statuses to the datastore. Its records (`pods.json`) are the node's own.
 """
@@ -24,6 +26,7 @@ from ..model import registry as reg
 from ..model.objects import Cluster, ClusterState, Pod
 from ..sources.cache import Cache
 from ..sources.etcd import Etcd, op_delete, op_put
+from .probes import ProbeTracker, run_probe
 from .store import write_json
 from .workloads import Workloads
 
@@ -37,7 +40,8 @@ def pod_actions(wanted: set[str], records: dict[str, dict[str, Any]], now: float
     """(pods to mark terminating, pods to tear down) among the records no longer wanted."""
     gone = [k for k in records if k not in wanted]
     return ([k for k in gone if not records[k].get("terminating")],
-            [k for k in gone if records[k].get("terminating") and now - records[k]["terminating"] > grace])
+            [k for k in gone if records[k].get("terminating") and now - records[k]["terminating"] >
+             records[k].get("grace", grace)])
 
 
 def container_id(pod: Pod) -> str:
@@ -52,6 +56,7 @@ class PodController:
         self.path = os.path.join(state_dir, "pods.json")
         self.published: dict[str, reg.PodStatus] | None = None  # as last written to the datastore
         self.records: dict[str, dict[str, Any]] | None = None  # pods.json, read once: this is its only writer
+        self.probes: dict[str, tuple[Pod, ProbeTracker]] = {}    # pods with a readinessProbe
 
     # -- records -------------------------------------------------------------------
     def load(self) -> dict[str, dict[str, Any]]:
@@ -70,13 +75,56 @@ class PodController:
 
     def terminating_due(self) -> bool:
         """A terminating pod's grace period is over: it is time to tear it down."""
-        return any(r.get("terminating") and time.time() - r["terminating"] > GRACE_SECONDS
+        return any(r.get("terminating") and time.time() - r["terminating"] > r.get("grace", GRACE_SECONDS)
                    for r in self.load().values())
 
     def next_deadline(self) -> float:
-        """Seconds until a terminating pod's grace ends (1 s when none is)."""
-        ends = [r["terminating"] + GRACE_SECONDS - time.time() for r in self.load().values() if r.get("terminating")]
+        """Seconds until a terminating pod's grace ends or a probe is due (1 s when neither)."""
+        now = time.time()
+        ends = [r["terminating"] + r.get("grace", GRACE_SECONDS) - now for r in self.load().values()
+                if r.get("terminating")]
+        ends += [t.next_run - now for _, t in self.probes.values()]
         return max(0.01, min(ends)) if ends else 1.0
+
+    def probes_due(self) -> bool:
+        now = time.time()
+        return any(t.due(now) for _, t in self.probes.values())
+
+    def run_probes(self, cache: Cache) -> None:
+        """The readiness probes that are due, at once (each bounded by its timeoutSeconds);
+        what changes a pod's Ready goes to the datastore."""
+        from concurrent.futures import ThreadPoolExecutor
+        have, now = self.load(), time.time()
+        due = [(k, pod, t) for k, (pod, t) in self.probes.items() if t.due(now) and k in have]
+        if not due:
+            return
+        with ThreadPoolExecutor(min(8, len(due))) as pool:
+            results = list(pool.map(lambda d: run_probe(d[2].probe, d[1], have[d[0]].get("ip", ""),
+                                                         netns.path_of(have[d[0]]["netns"])), due))
+        changed = False
+        for (key, _, tracker), ok in zip(due, results):
+            tracker.record(ok, time.time())
+            if not have[key].get("terminating") and bool(have[key].get("ready")) != tracker.ready:
+                have[key]["ready"] = tracker.ready
+                changed = True
+        if changed:
+            self.save(have)
+            self.publish(have, cache)
+
+    def _readiness(self, key: str, pod: Pod, rec: dict[str, Any]) -> bool:
+        """Ready, as the pod's probe says (a new or changed probe starts from the record's
+        state: a restarted agent does not take its pods out of their endpoints), or, with no
+        probe, as its workload says."""
+        if pod.readiness is None:
+            self.probes.pop(key, None)
+            return self.workloads.ready(pod)
+        have = self.probes.get(key)
+        if have is None or have[0].readiness != pod.readiness:
+            tracker = ProbeTracker(pod.readiness, float(rec.get("started") or time.time()))
+            tracker.ready = bool(rec.get("ready")) and have is None and bool(rec.get("probe"))
+            self.probes[key] = (pod, tracker)
+            rec["probe"] = True
+        return self.probes[key][1].ready
 
     def mine(self, keys: set[str], cache: Cache) -> bool:
         """Whether any of these pod keys is, or was, this node's."""
@@ -105,15 +153,19 @@ class PodController:
                     rec["pid"] = self.workloads.start(netns.path_of(rec["netns"]), pod)
                     rec["ports"] = ports
                 rec["labels"] = pod.labels
+                if pod.grace_seconds is not None:
+                    rec["grace"] = pod.grace_seconds
                 continue
             if rec is not None:
                 self.teardown(net, key, rec)
             have[key] = self.setup(net, pod, state.cluster)
             self.save(have)
         self.wait_ready(list(wanted.values()))
-        for key, pod in wanted.items():  # readiness: endpoints only once the workload listens
+        for key in [k for k in self.probes if k not in wanted]:
+            del self.probes[key]
+        for key, pod in wanted.items():  # readiness: endpoints only once the probe (or the workload) says so
             if key in have:
-                have[key]["ready"] = self.workloads.ready(pod)
+                have[key]["ready"] = self._readiness(key, pod, have[key])
         self.save(have)
         self.publish(have, cache)
 
@@ -165,6 +217,9 @@ class PodController:
                "hostVeth": result["interfaces"][1]["name"] if len(result.get("interfaces", [])) > 1 else ""}
         self.write_resolv_conf(name, pod, cluster)
         rec["pid"] = self.workloads.start(path, pod)
+        rec["started"] = time.time()  # initialDelaySeconds counts from here
+        if pod.grace_seconds is not None:
+            rec["grace"] = pod.grace_seconds
         return rec
 
     def write_resolv_conf(self, ns_name: str, pod: Pod, cluster: Cluster) -> None:

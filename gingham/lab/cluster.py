@@ -397,7 +397,11 @@ class Lab:
         pending = []
         for key, pod in state.pods.items():
             st = cache.pod_status.get(key)
-            if st is None or st.node != pod.node_name or not st.ready:
+            # a pod with a readinessProbe is settled once it runs: its probe may rightly say "not
+            # ready" for as long as it likes (kubectl apply does not wait for it either)
+            settled = st is not None and st.node == pod.node_name and (st.ready or pod.readiness is not None and
+                                                                      bool(st.ip))
+            if not settled:
                 pending.append(f"pod {key} is not ready yet")
         pending += [f"pod {k} is still terminating" for k, st in cache.pod_status.items()
                     if k not in state.pods or state.pods[k].node_name != st.node]

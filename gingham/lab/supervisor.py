@@ -56,6 +56,10 @@ class ZygoteWorkloads:
         for p in pod.ports:
             if p.protocol in ("TCP", "UDP", "SCTP"):
                 args += [f"--{p.protocol.lower()}", str(p.port)]
+        probe = pod.readiness
+        if probe is not None and probe.action == "httpGet" and isinstance(probe.port, int) \
+                and probe.port not in {p.port for p in pod.ports if p.protocol == "TCP"}:
+            args += ["--http", str(probe.port)]  # a health port of its own, served as HTTP
         z = self._zygote()
         assert z.stdin is not None and z.stdout is not None
         z.stdin.write(json.dumps({"netns": netns_path, "log": os.path.join(self.dir, "workloads.log"),

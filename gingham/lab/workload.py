@@ -1,6 +1,8 @@
 """The pod workload: answers on every given port with the pod's name (agnhost serve-hostname).
 
 TCP: on connect it writes "<name>\\n" and closes. UDP: any datagram gets "<name>\\n" back.
+HTTP (`--http PORT`, the port of an httpGet readinessProbe that is not one of the pod's
+container ports): a request gets "200 OK" and the name, as agnhost netexec's /healthz does.
 Stdlib only and single-threaded (selectors), so a lab of many pods stays light.
 """
 
@@ -12,7 +14,8 @@ import socket
 import sys
 
 
-def serve(name: str, tcp: list[int], udp: list[int], ready: str = "", sctp: list[int] | None = None) -> None:
+def serve(name: str, tcp: list[int], udp: list[int], ready: str = "", sctp: list[int] | None = None,
+          http: list[int] | None = None) -> None:
     sel = selectors.DefaultSelector()
     reply = (name + "\n").encode()
 
@@ -31,6 +34,10 @@ def serve(name: str, tcp: list[int], udp: list[int], ready: str = "", sctp: list
         listen(socket.SOCK_STREAM, 0, port, "tcp")
     for port in udp:
         listen(socket.SOCK_DGRAM, 0, port, "udp")
+    for port in http or []:
+        listen(socket.SOCK_STREAM, 0, port, "http")
+    http_reply = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
+        len(reply), reply)
     for port in sctp or []:
         try:
             listen(socket.SOCK_STREAM, socket.IPPROTO_SCTP, port, "tcp")
@@ -45,11 +52,13 @@ def serve(name: str, tcp: list[int], udp: list[int], ready: str = "", sctp: list
             s = key.fileobj
             assert isinstance(s, socket.socket)
             try:
-                if key.data == "tcp":
+                if key.data in ("tcp", "http"):
                     conn, _ = s.accept()
                     try:
                         conn.settimeout(1)
-                        conn.sendall(reply)
+                        if key.data == "http":
+                            conn.recv(4096)  # the request (its line is all a probe sends)
+                        conn.sendall(http_reply if key.data == "http" else reply)
                     finally:
                         conn.close()
                 else:
@@ -98,10 +107,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tcp", type=int, action="append", default=[])
     p.add_argument("--udp", type=int, action="append", default=[])
     p.add_argument("--sctp", type=int, action="append", default=[])
+    p.add_argument("--http", type=int, action="append", default=[])
     p.add_argument("--ready", default="")
     a = p.parse_args(argv)
     try:
-        serve(a.name, a.tcp, a.udp, a.ready, a.sctp)
+        serve(a.name, a.tcp, a.udp, a.ready, a.sctp, a.http)
     except KeyboardInterrupt:
         sys.exit(0)
 

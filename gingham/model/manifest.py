@@ -16,7 +16,7 @@ import yaml
 from . import yamldocs
 from .errors import ManifestError
 
-from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod
+from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod, Probe
 from .pool import parse_pool
 from .netpol import NetpolError, parse_policy
 from .services import ServiceError, parse_service
@@ -154,6 +154,65 @@ def _ports(d: _Doc, containers_path: str) -> tuple[ContainerPort, ...]:
     return tuple(out)
 
 
+PROBE_ACTIONS = ("tcpSocket", "httpGet", "exec")
+
+
+def _probe(d: _Doc, spec: str, ports: tuple[ContainerPort, ...]) -> Probe | None:
+    """The first container's readinessProbe (kubelet runs one per container; the lab's pod
+    has one workload), checked as the API server checks it."""
+    for ci, c in enumerate(d.get(f"{spec}.containers", list, [])):
+        raw = c.get("readinessProbe") if isinstance(c, dict) else None
+        if raw is None:
+            continue
+        where = f"{spec}.containers[{ci}].readinessProbe"
+        if not isinstance(raw, dict):
+            raise d.error(where, f"must be an object, got {raw!r}")
+        actions = [a for a in PROBE_ACTIONS if a in raw]
+        if len(actions) != 1:
+            raise d.error(where, f"needs exactly one of {', '.join(PROBE_ACTIONS)}, got {actions or 'none'}")
+        action, body = actions[0], raw[actions[0]]
+        if not isinstance(body, dict):
+            raise d.error(f"{where}.{action}", f"must be an object, got {body!r}")
+        timing = {}
+        for key, low, default in (("initialDelaySeconds", 0, 0), ("periodSeconds", 1, 10), ("timeoutSeconds", 1, 1),
+                                  ("successThreshold", 1, 1), ("failureThreshold", 1, 3)):
+            v = raw.get(key, default)
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= 3600:
+                raise d.error(f"{where}.{key}", f"must be an integer {low}-3600, got {v!r}")
+            timing[key] = v
+        port: int | str = 0
+        path, command = "/", ()
+        if action == "exec":
+            cmd = body.get("command")
+            if not isinstance(cmd, list) or not cmd or not all(isinstance(x, str) for x in cmd):
+                raise d.error(f"{where}.exec.command", f"must be a non-empty list of strings, got {cmd!r}")
+            command = tuple(cmd)
+        else:
+            given = body.get("port")
+            names = {p.name for p in ports if p.name}
+            if isinstance(given, bool) or not (isinstance(given, int) and 1 <= given <= 65535
+                                               or isinstance(given, str) and given in names):
+                raise d.error(f"{where}.{action}.port", f"must be a port number or the name of a container port "
+                                                        f"({', '.join(sorted(names)) or 'none named'}), got {given!r}")
+            port = given
+            if action == "httpGet":
+                path = body.get("path", "/")
+                if not isinstance(path, str) or not path.startswith("/"):
+                    raise d.error(f"{where}.httpGet.path", f"must be a path starting with /, got {path!r}")
+                if body.get("scheme", "HTTP") != "HTTP":
+                    raise d.error(f"{where}.httpGet.scheme", "only HTTP probes are run in the lab")
+        return Probe(action, port, path, command, timing["initialDelaySeconds"], timing["periodSeconds"],
+                     timing["timeoutSeconds"], timing["successThreshold"], timing["failureThreshold"])
+    return None
+
+
+def _grace(d: _Doc, spec: str) -> float | None:
+    v = d.get(f"{spec}.terminationGracePeriodSeconds", int, None)
+    if v is not None and not 0 <= v <= 3600:
+        raise d.error(f"{spec}.terminationGracePeriodSeconds", f"must be 0-3600, got {v}")
+    return None if v is None else float(v)
+
+
 def _dns_names(d: _Doc, spec: str) -> tuple[str, str]:
     """A pod spec's `hostname` and `subdomain` (DNS labels; the pod's own name is not its
     hostname unless a StatefulSet makes it so)."""
@@ -250,8 +309,10 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
         if kind == "Namespace":
             state.namespaces[name] = Namespace(name, _labels(d, "metadata.labels"))
         elif kind == "Pod":
+            ports = _ports(d, "spec.containers")
             pending_pods.append((d, Pod(ns, name, _labels(d, "metadata.labels"), d.get("spec.nodeName", str, ""),
-                                        _ports(d, "spec.containers"), "", *_dns_names(d, "spec"))))
+                                        ports, "", *_dns_names(d, "spec"), _probe(d, "spec", ports),
+                                        _grace(d, "spec"))))
         elif kind in ("Deployment", "StatefulSet"):
             replicas = d.get("spec.replicas", int, 1)
             if replicas < 0 or replicas > 500:
@@ -273,7 +334,9 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
             for i in range(replicas):
                 pod_name = f"{name}-{i}"
                 pending_pods.append((d, Pod(ns, pod_name, tlabels, node, ports, owner,
-                                            pod_name if kind == "StatefulSet" else hostname, subdomain)))
+                                            pod_name if kind == "StatefulSet" else hostname, subdomain,
+                                            _probe(d, "spec.template.spec", ports),
+                                            _grace(d, "spec.template.spec"))))
             state.objects[f"{kind}/{ns}/{name}"] = Object(kind, ns, name, d.body)
         else:
             d.get("spec", dict, {})

@@ -22,6 +22,23 @@ class ContainerPort:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """A container's readinessProbe: one action (tcpSocket, httpGet or exec) and kubelet's timing.
+
+    The defaults are the API's (period 10 s, timeout 1 s, success 1, failure 3)."""
+
+    action: str                      # "tcpSocket" | "httpGet" | "exec"
+    port: int | str = 0              # tcpSocket/httpGet: a number or a container port's name
+    path: str = "/"                  # httpGet
+    command: tuple[str, ...] = ()    # exec
+    initial_delay: int = 0
+    period: int = 10
+    timeout: int = 1
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True)
 class Namespace:
     name: str
     labels: dict[str, str] = field(default_factory=dict)
@@ -37,6 +54,8 @@ class Pod:
     owner: str = ""  # "Deployment/<name>" or "StatefulSet/<name>" for replicas
     hostname: str = ""   # spec.hostname (a StatefulSet's pods: their own name)
     subdomain: str = ""  # spec.subdomain (a StatefulSet's serviceName)
+    readiness: Probe | None = None       # the first container's readinessProbe
+    grace_seconds: float | None = None   # terminationGracePeriodSeconds (None: the lab's default)
 
     @property
     def key(self) -> str:

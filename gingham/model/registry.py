@@ -32,7 +32,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod
+from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod, Probe
 
 if TYPE_CHECKING:  # loaded by the slice functions that build them: a `lab get pods` needs neither
     from .services import Endpoint, Service
@@ -138,11 +138,39 @@ def encode_pod(p: Pod) -> dict[str, Any]:
         meta["ownerReferences"] = [{"kind": kind, "name": owner, "controller": True}]
     ports = [{"containerPort": cp.port, "protocol": cp.protocol, **({"name": cp.name} if cp.name else {})}
              for cp in p.ports]
-    spec: dict[str, Any] = {"nodeName": p.node_name, "containers": [{"name": "main", "ports": ports}]}
+    container: dict[str, Any] = {"name": "main", "ports": ports}
+    if p.readiness is not None:
+        container["readinessProbe"] = encode_probe(p.readiness)
+    spec: dict[str, Any] = {"nodeName": p.node_name, "containers": [container]}
     for key, value in (("hostname", p.hostname), ("subdomain", p.subdomain)):
         if value:
             spec[key] = value
+    if p.grace_seconds is not None:
+        spec["terminationGracePeriodSeconds"] = int(p.grace_seconds)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+def encode_probe(pr: Probe) -> dict[str, Any]:
+    action: dict[str, Any] = {"command": list(pr.command)} if pr.action == "exec" else {"port": pr.port}
+    if pr.action == "httpGet":
+        action["path"] = pr.path
+    return {pr.action: action, "initialDelaySeconds": pr.initial_delay, "periodSeconds": pr.period,
+            "timeoutSeconds": pr.timeout, "successThreshold": pr.success_threshold,
+            "failureThreshold": pr.failure_threshold}
+
+
+def decode_probe(d: dict[str, Any]) -> Probe:
+    action = next((a for a in ("tcpSocket", "httpGet", "exec") if isinstance(d.get(a), dict)), "")
+    if not action:
+        raise DecodeError("readinessProbe: no tcpSocket, httpGet or exec")
+    body = d[action]
+    port = body.get("port", 0)
+    if isinstance(port, bool) or not isinstance(port, (int, str)):
+        raise DecodeError(f"readinessProbe.{action}.port: {port!r}")
+    return Probe(action, port, str(body.get("path", "/")), tuple(str(c) for c in body.get("command") or []),
+                 _at(d, "initialDelaySeconds", int, 0), _at(d, "periodSeconds", int, 10),
+                 _at(d, "timeoutSeconds", int, 1), _at(d, "successThreshold", int, 1),
+                 _at(d, "failureThreshold", int, 3))
 
 
 def encode_pod_status(s: PodStatus) -> dict[str, Any]:
@@ -218,17 +246,22 @@ def decode_pod(value: bytes) -> Pod:
         if isinstance(ref, dict) and ref.get("controller"):
             owner = f"{ref.get('kind')}/{ref.get('name')}"
     ports = []
+    probe = None
     for c in _at(d, "spec.containers", list):
         if not isinstance(c, dict):
             raise DecodeError("spec.containers: must hold objects")
+        if probe is None and isinstance(c.get("readinessProbe"), dict):
+            probe = decode_probe(c["readinessProbe"])
         for p in c.get("ports") or []:
             if not isinstance(p, dict):
                 raise DecodeError("spec.containers[].ports: must hold objects")
             ports.append(ContainerPort(_at(p, "containerPort", int), _at(p, "protocol", str, "TCP"),
                                        _at(p, "name", str, "")))
+    spec = _at(d, "spec", dict)
+    grace = float(_at(spec, "terminationGracePeriodSeconds", int)) if "terminationGracePeriodSeconds" in spec else None
     return Pod(_at(d, "metadata.namespace", str), _at(d, "metadata.name", str), _labels(d),
                _at(d, "spec.nodeName", str, ""), tuple(ports), owner, _at(d, "spec.hostname", str, ""),
-               _at(d, "spec.subdomain", str, ""))
+               _at(d, "spec.subdomain", str, ""), probe, grace)
 
 
 def decode_pod_status(value: bytes) -> PodStatus:

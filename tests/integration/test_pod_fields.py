@@ -1,0 +1,125 @@
+"""Pod fields the lab honours as Kubernetes defines them: readinessProbe (tcpSocket, httpGet,
+exec, with kubelet's timing) decides Ready, and so the Service's endpoints; and
+terminationGracePeriodSeconds decides how long a removed pod keeps running out of them."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from gingham.lab.cluster import Lab
+
+from .conftest import RUN_ID, probe_from, shared_lab
+from .test_lab import manifest
+
+pytestmark = pytest.mark.root
+FLAG = f"/tmp/gingham-probe-{RUN_ID}"
+
+CLUSTER = f"""
+apiVersion: gingham.dev/v1alpha1
+kind: Cluster
+metadata: {{name: probes}}
+spec: {{nodes: 2}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: gated, labels: {{app: web}}}}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 4
+  containers:
+  - name: c
+    ports: [{{containerPort: 80}}]
+    readinessProbe: {{exec: {{command: [test, -e, {FLAG}]}}, periodSeconds: 1, failureThreshold: 2}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: healthy, labels: {{app: health}}}}
+spec:
+  nodeName: node-2
+  containers:
+  - name: c
+    ports: [{{containerPort: 80}}]
+    readinessProbe: {{httpGet: {{port: 8081, path: /healthz}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: closed, labels: {{app: closed}}}}
+spec:
+  nodeName: node-2
+  containers:
+  - name: c
+    ports: [{{containerPort: 80}}]
+    readinessProbe: {{tcpSocket: {{port: 81}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec: {{nodeName: node-2, containers: [{{name: c}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec: {{selector: {{app: web}}, ports: [{{port: 80}}]}}
+"""
+
+lab = shared_lab("pf", lambda tmp_path_factory: [manifest(tmp_path_factory.mktemp("pf"), CLUSTER)])
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers():
+    """This module's tests share one lab; see conftest.shared_lab."""
+    yield
+
+
+def ready(lab: Lab, name: str) -> bool:
+    return next(p for p in lab.pods() if p["name"] == name)["ready"] == "1/1"
+
+
+def until(check, seconds: float) -> float:
+    """How long `check()` took to hold (fails when it never does within `seconds`)."""
+    t0 = time.monotonic()
+    while not check():
+        assert time.monotonic() - t0 < seconds, "did not happen in time"
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
+def through_service(lab: Lab) -> str | None:
+    ip = next(s["clusterIP"] for s in lab.services() if s["name"] == "web")
+    return probe_from(lab.target_netns("default/client"), ip, 80, timeout=0.5)
+
+
+def test_an_exec_probe_takes_the_pod_in_and_out_of_its_service(lab):
+    if os.path.exists(FLAG):
+        os.unlink(FLAG)
+    assert not ready(lab, "gated") and through_service(lab) is None  # running, but its probe says no
+    open(FLAG, "w").close()
+    try:
+        until(lambda: ready(lab, "gated"), 5)
+        until(lambda: through_service(lab) == "gated", 3)
+    finally:
+        os.unlink(FLAG)
+    took = until(lambda: not ready(lab, "gated"), 6)  # two failures, a second apart
+    assert took >= 0.8
+    until(lambda: through_service(lab) is None, 3)
+
+
+def test_http_and_tcp_probes(lab):
+    until(lambda: ready(lab, "healthy"), 5)  # the workload answers its health port over HTTP
+    time.sleep(1.5)
+    assert not ready(lab, "closed")          # nothing listens on 81: never ready
+    pods = {p["name"]: p for p in lab.pods()}
+    assert pods["closed"]["status"] == "Running" and pods["closed"]["ip"]
+
+
+def test_the_grace_period_is_the_pods_own(lab, tmp_path):
+    gated = CLUSTER.split("---")[1]
+    t0 = time.monotonic()
+    lab.delete([manifest(tmp_path, gated, "gated.yaml")])
+    ns = lab.pod_netns("default", "gated")
+    until(lambda: not os.path.exists(f"/run/netns/{ns}"), 10)
+    assert time.monotonic() - t0 >= 3.5  # terminationGracePeriodSeconds: 4 (the lab's default is 1.5 s)
+    lab.apply([manifest(tmp_path, gated, "gated.yaml")])

@@ -151,25 +151,30 @@ def service_records(svc: Service, endpoints: list[Endpoint], domain: str) -> tup
     if svc.headless:
         for e in eps:
             out.append((fqdn, "A" if ":" not in e.ip else "AAAA", e.ip))
-            host = e.hostname or e.ip.replace(".", "-").replace(":", "-")
+            host = endpoint_name(e)
             out.append((f"{host}.{fqdn}", "A" if ":" not in e.ip else "AAAA", e.ip))
             out.append((reverse(e.ip), "PTR", f"{host}.{fqdn}."))
     elif svc.cluster_ip:
         out.append((fqdn, "A" if ":" not in svc.cluster_ip else "AAAA", svc.cluster_ip))
         out.append((reverse(svc.cluster_ip), "PTR", fqdn + "."))
+    # SRV: `_<port>._<proto>.<svc>` for each named port, and, as CoreDNS answers an SRV query
+    # for the Service's own name, one record per port and endpoint there; the weights share 100
+    bare: list[tuple[int, str]] = []
     for sp in svc.ports:
-        if not sp.name:
-            continue
-        srv = f"_{sp.name}._{sp.protocol.lower()}.{fqdn}"
-        if svc.headless:
-            for e in eps:
-                port = e.port_for(sp)
-                host = e.hostname or e.ip.replace(".", "-")
-                if port is not None:
-                    out.append((srv, "SRV", f"0 {100 // max(len(eps), 1)} {port} {host}.{fqdn}."))
-        else:
-            out.append((srv, "SRV", f"0 100 {sp.port} {fqdn}."))
+        targets = [(p, f"{endpoint_name(e)}.{fqdn}.") for e in eps if (p := e.port_for(sp)) is not None] \
+            if svc.headless else [(sp.port, f"{fqdn}.")]
+        bare += targets
+        if sp.name:
+            srv = f"_{sp.name}._{sp.protocol.lower()}.{fqdn}"
+            out += [(srv, "SRV", f"0 {100 // max(len(targets), 1)} {port} {target}") for port, target in targets]
+    out += [(fqdn, "SRV", f"0 {100 // len(bare)} {port} {target}") for port, target in bare]
     return out, [fqdn] if svc.headless and not eps else []
+
+
+def endpoint_name(e: Endpoint) -> str:
+    """A headless endpoint's name: its hostname (a pod whose subdomain is the Service), else its
+    address with dashes (CoreDNS's rule: 10-244-1-5, 5678-abcd--1)."""
+    return e.hostname or e.ip.replace(".", "-").replace(":", "-")
 
 
 def pod_records(namespace: str, ip: str, domain: str) -> list[Record]:
@@ -185,7 +190,7 @@ def new_index(domain: str, upstreams: tuple[str, ...] = (), dns_ip: str = "") ->
     apex: list[Record] = [(zone, "SOA", ""), (zone, "NS", f"ns.dns.{zone}")]
     if dns_ip:
         apex.append((f"ns.dns.{zone}", "A", dns_ip))
-    ix.put("zone", apex)
+    ix.put("zone", apex, [f"svc.{zone}", f"pod.{zone}"])  # these exist with no Service or pod (CoreDNS)
     return ix
 
 

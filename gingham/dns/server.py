@@ -74,9 +74,11 @@ def answer(index: RecordIndex, query: DNSRecord) -> DNSRecord:
             break
         owner = cname  # an ExternalName pointing inside the zone: its target's records follow
         _, recs = index.lookup(owner, rtype)
-    if rtype == "NS" and reply.rr:
-        for rr in reply.rr:
-            reply.add_ar(*(_rr(index, str(rr.rdata), rt, d) for rt, d in index.lookup(str(rr.rdata), "A")[1]))
+    if rtype in ("NS", "SRV"):  # the targets' addresses in the additional section, as CoreDNS gives them
+        targets = dict.fromkeys(str(rr.rdata.target if rtype == "SRV" else rr.rdata) for rr in reply.rr)
+        for target in targets:
+            for kind in ("A", "AAAA"):
+                reply.add_ar(*(_rr(index, target, rt, d) for rt, d in index.lookup(target, kind)[1] if rt == kind))
     if not reply.rr:  # NXDOMAIN or NODATA: the SOA says how long a resolver may remember it
         reply.add_auth(_soa(index, zone))
     return reply

@@ -138,3 +138,52 @@ def test_headless_names_come_from_hostname_and_subdomain_only():
     assert str(answer(ix, DNSRecord.question("10-244-1-7.db.shop.svc.cluster.local")).rr[0].rdata) == "10.244.1.7"
     ptr = answer(ix, DNSRecord.question("6.1.244.10.in-addr.arpa", "PTR"))
     assert [str(r.rdata) for r in ptr.rr] == ["10-244-1-6.db.shop.svc.cluster.local."]
+
+
+# The cases of CoreDNS's kubernetes plugin tests (plugin/kubernetes/handler_test.go), as facts
+# checked on the same shapes of objects: a ClusterIP Service with one named port, a headless
+# one whose endpoints have no hostname (dashed names) or share one, and names that always exist.
+CORE = build(
+    [svc("svc1", clusterIP="10.96.0.1"), svc("hdls1", clusterIP="None"),
+     svc("external", type="ExternalName", externalName="ext.interwebs.test", ports=[])],
+    {"shop/hdls1": [Endpoint(ip, "n1", f"shop/p{i}", ports=(("http", "TCP", 80),), hostname=h)
+                    for i, (ip, h) in enumerate([("172.0.0.2", ""), ("172.0.0.3", ""), ("172.0.0.4", "dup-name"),
+                                                 ("172.0.0.5", "dup-name")])]},
+    [], dns_ip="10.96.0.10")
+
+
+def core(name, qtype):
+    r = answer(CORE, DNSRecord.question(name, qtype))
+    section = lambda rrs: sorted(f"{r.rname} {QTYPE.get(r.rtype)} {r.rdata}" for r in rrs)  # noqa: E731
+    return RCODE.get(r.header.rcode), section(r.rr), section(r.ar), [QTYPE.get(x.rtype) for x in r.auth]
+
+
+def test_coredns_srv_answers_carry_their_targets_addresses():
+    f = "svc1.shop.svc.cluster.local."
+    assert core(f, "SRV") == ("NOERROR", [f"{f} SRV 0 100 80 {f}"], [f"{f} A 10.96.0.1"], [])
+    assert core(f"_http._tcp.{f}", "SRV") == ("NOERROR", [f"_http._tcp.{f} SRV 0 100 80 {f}"],
+                                              [f"{f} A 10.96.0.1"], [])
+    h = "hdls1.shop.svc.cluster.local."
+    rcode, ans, extra, _ = core(f"_http._tcp.{h}", "SRV")
+    assert ans == sorted(f"_http._tcp.{h} SRV 0 25 80 {t}.{h}" for t in ("172-0-0-2", "172-0-0-3", "dup-name"))
+    assert extra == sorted([f"172-0-0-2.{h} A 172.0.0.2", f"172-0-0-3.{h} A 172.0.0.3",
+                            f"dup-name.{h} A 172.0.0.4", f"dup-name.{h} A 172.0.0.5"])
+
+
+def test_coredns_names_that_exist_and_names_that_do_not():
+    for name in ("svc.cluster.local", "pod.cluster.local", "shop.svc.cluster.local"):
+        assert core(name, "A") == ("NOERROR", [], [], ["SOA"])
+        assert core(name, "NS") == ("NOERROR", [], [], ["SOA"])
+    for name in ("foo.cluster.local", "foo.svc.cluster.local", "bogusendpoint.hdls1.shop.svc.cluster.local",
+                 "bogusendpoint.svc1.shop.svc.cluster.local"):
+        assert core(name, "NS" if "bogus" not in name else "A") == ("NXDOMAIN", [], [], ["SOA"])
+    assert core("172-0-0-3.hdls1.shop.svc.cluster.local", "A")[1] == [
+        "172-0-0-3.hdls1.shop.svc.cluster.local. A 172.0.0.3"]
+    assert core("dup-name.hdls1.shop.svc.cluster.local", "A")[1] == [
+        "dup-name.hdls1.shop.svc.cluster.local. A 172.0.0.4", "dup-name.hdls1.shop.svc.cluster.local. A 172.0.0.5"]
+    assert core("external.shop.svc.cluster.local", "CNAME")[1] == [
+        "external.shop.svc.cluster.local. CNAME ext.interwebs.test."]
+    assert core("svc1.shop.svc.cluster.local", "TXT") == ("NOERROR", [], [], ["SOA"])
+    assert core("svc1.shop.svc.cluster.local", "SOA") == ("NOERROR", [], [], ["SOA"])
+    for name in ("endpoint.external.shop.svc.cluster.local", "sub.sub.external.shop.svc.cluster.local"):
+        assert core(name, "CNAME") == ("NXDOMAIN", [], [], ["SOA"])  # not the ExternalName's

@@ -100,7 +100,7 @@ class PodController:
             return
         with ThreadPoolExecutor(min(8, len(due))) as pool:
             results = list(pool.map(lambda d: run_probe(d[2].probe, d[1], have[d[0]].get("ip", ""),
-                                                         netns.path_of(have[d[0]]["netns"])), due))
+                                                         self._netns_path(have[d[0]])), due))
         changed = False
         for (key, _, tracker), ok in zip(due, results):
             tracker.record(ok, time.time())
@@ -146,11 +146,14 @@ class PodController:
         for key, pod in wanted.items():
             rec = have.get(key)
             ports = [[p.port, p.protocol] for p in pod.ports]
-            if rec is not None and netns.exists(netns.path_of(rec["netns"])) and rec.get("ip") \
-                    and not rec.get("terminating"):
+            if rec is not None and bool(rec.get("hostNetwork")) != pod.host_network:
+                self.teardown(net, key, rec)  # moved in or out of the node's namespace: made anew
+                rec = None
+            if rec is not None and (rec.get("hostNetwork") or netns.exists(netns.path_of(rec["netns"]))) \
+                    and rec.get("ip") and not rec.get("terminating"):
                 if rec.get("ports") != ports or not (not rec.get("ports") or self.workloads.alive(int(rec["pid"]))):
                     self.workloads.stop(int(rec.get("pid") or 0), pod)
-                    rec["pid"] = self.workloads.start(netns.path_of(rec["netns"]), pod)
+                    rec["pid"] = self.workloads.start(self._netns_path(rec), pod)
                     rec["ports"] = ports
                 rec["labels"] = pod.labels
                 if pod.grace_seconds is not None:
@@ -158,7 +161,7 @@ class PodController:
                 continue
             if rec is not None:
                 self.teardown(net, key, rec)
-            have[key] = self.setup(net, pod, state.cluster)
+            have[key] = self.setup(net, pod, state.cluster, cache)
             self.save(have)
         self.wait_ready(list(wanted.values()))
         for key in [k for k in self.probes if k not in wanted]:
@@ -200,7 +203,20 @@ class PodController:
                           [("IgnoreUnknown", "1"), ("K8S_POD_NAMESPACE", pod.namespace), ("K8S_POD_NAME", pod.name),
                            ("K8S_POD_INFRA_CONTAINER_ID", container_id(pod))])
 
-    def setup(self, net: Network, pod: Pod, cluster: Cluster) -> dict[str, Any]:
+    @staticmethod
+    def _netns_path(rec: dict[str, Any]) -> str:
+        """Where the pod's processes run: its own namespace, or (hostNetwork) the node's, this agent's."""
+        return "/proc/self/ns/net" if rec.get("hostNetwork") else netns.path_of(rec["netns"])
+
+    def setup(self, net: Network, pod: Pod, cluster: Cluster, cache: Cache) -> dict[str, Any]:
+        if pod.host_network:  # kubelet's hostNetwork: no namespace, no CNI; the node's address
+            rec = {"namespace": pod.namespace, "name": pod.name, "netns": "", "hostNetwork": True,
+                   "ip": cache.nodes[self.node].ip, "labels": pod.labels, "ready": False,
+                   "ports": [[p.port, p.protocol] for p in pod.ports], "cid": container_id(pod),
+                   "pid": self.workloads.start("/proc/self/ns/net", pod), "started": time.time()}
+            if pod.grace_seconds is not None:
+                rec["grace"] = pod.grace_seconds
+            return rec
         name = self.netns_name(pod)
         if netns.exists(netns.path_of(name)):
             netns.delete(name)
@@ -234,6 +250,8 @@ class PodController:
         ns, name = key.split("/", 1)
         pod = Pod(ns, name)
         self.workloads.stop(int(rec.get("pid") or 0), pod)
+        if rec.get("hostNetwork"):
+            return
         try:
             self.rt.delete(net, self.attachment(pod, netns.path_of(rec["netns"])))
         except CNIError as e:

@@ -54,8 +54,9 @@ def run_probe(probe: Probe, pod: Pod, ip: str, netns_path: str) -> bool:
     """One probe; True when it succeeds."""
     try:
         if probe.action == "exec":
-            r = subprocess.run(["ip", "netns", "exec", netns_path.rsplit("/", 1)[-1], *probe.command],
-                               capture_output=True, timeout=probe.timeout)
+            cmd = list(probe.command) if netns_path.startswith("/proc/") else \
+                ["ip", "netns", "exec", netns_path.rsplit("/", 1)[-1], *probe.command]  # hostNetwork: right here
+            r = subprocess.run(cmd, capture_output=True, timeout=probe.timeout)
             return r.returncode == 0
         port = port_number(probe, pod)
         if not port or not ip:

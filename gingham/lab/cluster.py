@@ -264,7 +264,8 @@ class Lab:
                 pods = {}
             for rec in pods.values():
                 _kill(int(rec.get("pid") or 0), "gingham.lab.workload")
-                pod_ns.append(rec["netns"])
+                if rec.get("netns"):  # a hostNetwork pod has none of its own
+                    pod_ns.append(rec["netns"])
         prefix = self.ns("")
         leftovers = [n for n in (os.listdir(netns.NETNS_RUN_DIR) if os.path.isdir(netns.NETNS_RUN_DIR) else [])
                      if n.startswith(prefix)]  # namespaces an agent made but had not recorded yet
@@ -449,7 +450,8 @@ class Lab:
             out.append({"namespace": p.namespace, "name": p.name, "node": p.node_name, "ip": ip,
                         "ready": "1/1" if ready else "0/1",
                         "labels": p.labels, "ports": [f"{x.port}/{x.protocol}" for x in p.ports],
-                        "netns": self.pod_netns(p.namespace, p.name) if ip else "",
+                        "netns": (self.ns(f"node-{p.node_name}") if p.host_network else
+                                  self.pod_netns(p.namespace, p.name)) if ip else "",
                         "status": "Running" if ip else "Pending"})
         return out
 

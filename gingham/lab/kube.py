@@ -38,7 +38,8 @@ def pod_object(pod: Pod, status: PodStatus | None, host_ip: str, node_alive: boo
         "apiVersion": "v1", "kind": "Pod", "metadata": meta,
         "spec": {"nodeName": pod.node_name, "containers": [{"name": "workload", "ports": ports}],
                  **({"hostname": pod.hostname} if pod.hostname else {}),
-                 **({"subdomain": pod.subdomain} if pod.subdomain else {})},
+                 **({"subdomain": pod.subdomain} if pod.subdomain else {}),
+                 **({"hostNetwork": True} if pod.host_network else {})},
         "status": {"phase": "Running" if ip else "Pending",
                    "conditions": [_condition("PodScheduled", bool(pod.node_name)), _condition("Initialized", bool(ip)),
                                   _condition("ContainersReady", ready), _condition("Ready", ready)]}}

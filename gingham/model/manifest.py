@@ -312,7 +312,7 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
             ports = _ports(d, "spec.containers")
             pending_pods.append((d, Pod(ns, name, _labels(d, "metadata.labels"), d.get("spec.nodeName", str, ""),
                                         ports, "", *_dns_names(d, "spec"), _probe(d, "spec", ports),
-                                        _grace(d, "spec"))))
+                                        _grace(d, "spec"), d.get("spec.hostNetwork", bool, False))))
         elif kind in ("Deployment", "StatefulSet"):
             replicas = d.get("spec.replicas", int, 1)
             if replicas < 0 or replicas > 500:
@@ -336,7 +336,8 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
                 pending_pods.append((d, Pod(ns, pod_name, tlabels, node, ports, owner,
                                             pod_name if kind == "StatefulSet" else hostname, subdomain,
                                             _probe(d, "spec.template.spec", ports),
-                                            _grace(d, "spec.template.spec"))))
+                                            _grace(d, "spec.template.spec"),
+                                            d.get("spec.template.spec.hostNetwork", bool, False))))
             state.objects[f"{kind}/{ns}/{name}"] = Object(kind, ns, name, d.body)
         else:
             d.get("spec", dict, {})

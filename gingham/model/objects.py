@@ -56,6 +56,7 @@ class Pod:
     subdomain: str = ""  # spec.subdomain (a StatefulSet's serviceName)
     readiness: Probe | None = None       # the first container's readinessProbe
     grace_seconds: float | None = None   # terminationGracePeriodSeconds (None: the lab's default)
+    host_network: bool = False           # spec.hostNetwork: the node's namespace and address
 
     @property
     def key(self) -> str:

@@ -147,6 +147,8 @@ def encode_pod(p: Pod) -> dict[str, Any]:
             spec[key] = value
     if p.grace_seconds is not None:
         spec["terminationGracePeriodSeconds"] = int(p.grace_seconds)
+    if p.host_network:
+        spec["hostNetwork"] = True
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
 
@@ -261,7 +263,7 @@ def decode_pod(value: bytes) -> Pod:
     grace = float(_at(spec, "terminationGracePeriodSeconds", int)) if "terminationGracePeriodSeconds" in spec else None
     return Pod(_at(d, "metadata.namespace", str), _at(d, "metadata.name", str), _labels(d),
                _at(d, "spec.nodeName", str, ""), tuple(ports), owner, _at(d, "spec.hostname", str, ""),
-               _at(d, "spec.subdomain", str, ""), probe, grace)
+               _at(d, "spec.subdomain", str, ""), probe, grace, _at(spec, "hostNetwork", bool, False))
 
 
 def decode_pod_status(value: bytes) -> PodStatus:

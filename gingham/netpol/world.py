@@ -19,8 +19,9 @@ from .evaluate import PodInfo, World
 
 def world_of(state: ClusterState, statuses: dict[str, PodStatus], nodes: dict[str, dict[str, Any]],
              policies: Iterable[NetworkPolicy]) -> World:
+    # a hostNetwork pod is its node as far as policy goes: never selected, its traffic the node's
     pods = [PodInfo(v.namespace, v.name, v.labels, v.ip, v.node, v.ports) for key, pod in state.pods.items()
-            if (v := pod_view(pod, statuses.get(key))) is not None]
+            if not pod.host_network and (v := pod_view(pod, statuses.get(key))) is not None]
     for name, n in sorted(nodes.items()):
         pods.append(PodInfo("kube-system", f"kube-dns-{name}", {"k8s-app": "kube-dns"}, n["ip"], name,
                             (("dns", "UDP", 53), ("dns-tcp", "TCP", 53))))

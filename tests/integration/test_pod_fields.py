@@ -123,3 +123,45 @@ def test_the_grace_period_is_the_pods_own(lab, tmp_path):
     until(lambda: not os.path.exists(f"/run/netns/{ns}"), 10)
     assert time.monotonic() - t0 >= 3.5  # terminationGracePeriodSeconds: 4 (the lab's default is 1.5 s)
     lab.apply([manifest(tmp_path, gated, "gated.yaml")])
+
+
+HOSTNET = """
+apiVersion: gingham.dev/v1alpha1
+kind: Cluster
+metadata: {name: hostnet}
+spec: {nodes: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent, labels: {app: hostagent}}
+spec: {nodeName: node-1, hostNetwork: true, containers: [{name: c, ports: [{containerPort: 9100}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec: {nodeName: node-2, containers: [{name: c}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: hostagent}
+spec: {selector: {app: hostagent}, ports: [{port: 80, targetPort: 9100}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+"""
+
+
+def test_a_host_network_pod_has_its_nodes_address_and_is_not_isolated(lab_name, tmp_path):
+    lab = lab_name()
+    lab.up([manifest(tmp_path, HOSTNET)])
+    pods = {p["name"]: p for p in lab.pods()}
+    node1 = next(n["ip"] for n in lab.nodes() if n["name"] == "node-1")
+    assert pods["agent"]["ip"] == node1 and pods["agent"]["netns"].endswith("-node-node-1")
+    client = lab.target_netns("default/client")
+    # a deny-all policy selects every pod of the namespace, but not a hostNetwork one: its traffic is the node's
+    assert probe_from(client, node1, 9100) == "agent"
+    ip = next(s["clusterIP"] for s in lab.services() if s["name"] == "hostagent")
+    assert probe_from(client, ip, 80) == "agent"  # a Service's endpoint at the node's address
+    assert probe_from(lab.target_netns("node/node-1"), "127.0.0.1", 9100) == "agent"  # in the node's namespace

@@ -80,7 +80,7 @@ def cmd_apply(a: argparse.Namespace) -> int:
 # table columns per kind: the default, and what -o wide adds
 COLUMNS = {
     "nodes": (["name", "status", "ip", "podCIDR", "pods"], ["overlay"]),
-    "pods": (["namespace", "name", "ready", "status", "ip", "node"], ["ports", "labels", "netns"]),
+    "pods": (["namespace", "name", "ready", "status", "ip", "node"], ["ports", "labels", "limits", "netns"]),
     "services": (["namespace", "name", "type", "clusterIP", "externalIP", "ports"], ["selector"]),
     "endpointslices": (["namespace", "name", "endpoints"], ["service"]),
 }
@@ -112,7 +112,11 @@ def cmd_get(a: argparse.Namespace) -> int:
 
 
 def cmd_exec(a: argparse.Namespace) -> int:
-    path = _lab(a.name).target_netns(a.target)
+    lab = _lab(a.name)
+    path = lab.target_netns(a.target)
+    if "/" in a.target and not a.target.startswith("node/"):
+        from ..kernel import cgroups
+        cgroups.join(lab.pod_cgroup(a.target))  # counted against the pod's limits, as kubectl exec is
     cmd = a.command
     if not cmd:
         from ..model.errors import BAD_INPUT

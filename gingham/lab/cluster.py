@@ -256,6 +256,7 @@ class Lab:
             _kill(int(m.get("pid") or 0), "etcd")
         nodes_dir = os.path.join(self.dir, "nodes")
         pod_ns = []
+        node_dirs = [os.path.join(nodes_dir, n) for n in (os.listdir(nodes_dir) if os.path.isdir(nodes_dir) else [])]
         for node in (os.listdir(nodes_dir) if os.path.isdir(nodes_dir) else []):
             try:
                 with open(os.path.join(nodes_dir, node, "pods.json")) as f:
@@ -275,6 +276,10 @@ class Lab:
                 netns.delete(name)
                 removed.append(name)
             shutil.rmtree(os.path.join("/etc/netns", name), ignore_errors=True)  # the pod's resolv.conf
+        from ..kernel import cgroups
+        from .supervisor import cgroup_group
+        for d in node_dirs:  # the pods' cgroups, once their processes are gone
+            cgroups.remove_group(cgroup_group(d))
         shutil.rmtree(self.dir, ignore_errors=True)
         return removed
 
@@ -449,11 +454,26 @@ class Lab:
             ready = st is not None and st.ready and st.node == p.node_name and p.node_name in cache.leases
             out.append({"namespace": p.namespace, "name": p.name, "node": p.node_name, "ip": ip,
                         "ready": "1/1" if ready else "0/1",
+                        "limits": {**({"cpu": f"{p.cpu_millis}m"} if p.cpu_millis else {}),
+                                   **({"memory": f"{p.memory_bytes >> 20}Mi" if not p.memory_bytes % (1 << 20)
+                                       else str(p.memory_bytes)} if p.memory_bytes else {})},
                         "labels": p.labels, "ports": [f"{x.port}/{x.protocol}" for x in p.ports],
                         "netns": (self.ns(f"node-{p.node_name}") if p.host_network else
                                   self.pod_netns(p.namespace, p.name)) if ip else "",
                         "status": "Running" if ip else "Pending"})
         return out
+
+    def pod_cgroup(self, target: str) -> list[str]:
+        """The cgroup directories of a pod with limits (what `lab exec` joins, as kubectl exec's
+        processes run inside the container's cgroup); [] for anything else."""
+        from ..kernel import cgroups
+        from .supervisor import cgroup_group
+        ns, _, name = target.partition("/")
+        pod = next((p for p in self.pods(ns) if p["name"] == name), None)
+        if pod is None or not pod["limits"]:
+            return []
+        return [d for d in cgroups.paths(cgroup_group(self.node_dir(pod["node"])), f"{ns}.{name}")
+                if os.path.isdir(d)]
 
     def pod_netns(self, namespace: str, name: str) -> str:
         # Kubernetes namespaces hold no dots, so "<ns>.<pod>" cannot be mistaken for another pair.

@@ -36,7 +36,10 @@ def pod_object(pod: Pod, status: PodStatus | None, host_ip: str, node_alive: boo
              for p in pod.ports]
     out: dict[str, Any] = {
         "apiVersion": "v1", "kind": "Pod", "metadata": meta,
-        "spec": {"nodeName": pod.node_name, "containers": [{"name": "workload", "ports": ports}],
+        "spec": {"nodeName": pod.node_name, "containers": [{"name": "workload", "ports": ports, **(
+                     {"resources": {"limits": {**({"cpu": f"{pod.cpu_millis}m"} if pod.cpu_millis else {}),
+                                               **({"memory": str(pod.memory_bytes)} if pod.memory_bytes else {})}}}
+                     if pod.cpu_millis or pod.memory_bytes else {})}],
                  **({"hostname": pod.hostname} if pod.hostname else {}),
                  **({"subdomain": pod.subdomain} if pod.subdomain else {}),
                  **({"hostNetwork": True} if pod.host_network else {})},

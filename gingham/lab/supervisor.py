@@ -16,7 +16,15 @@ import time
 import gingham
 
 from ..agent.procs import pid_alive
+from ..kernel import cgroups
 from ..model.objects import Pod
+
+
+def cgroup_group(state_dir: str) -> str:
+    """The cgroup group of one node's pods (kernel/cgroups.py), named for its state directory."""
+    import hashlib
+    return "lab-" + hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:12]
+
 
 class ZygoteWorkloads:
     """The lab's workloads for one node (agent/workloads.py's interface): one zygote process,
@@ -47,6 +55,12 @@ class ZygoteWorkloads:
         return os.path.join(d, f"{pod.namespace}.{pod.name}")
 
     def start(self, netns_path: str, pod: Pod) -> int:
+        """Forks the pod's workload into its namespace, and into its cgroup when it has limits
+        (resources.limits: a CFS quota and a memory limit, as runc sets them)."""
+        group: list[str] = []
+        if pod.cpu_millis or pod.memory_bytes:
+            group = cgroups.create(cgroup_group(self.dir), f"{pod.namespace}.{pod.name}", pod.cpu_millis,
+                                   pod.memory_bytes)
         if not pod.ports:
             return 0
         ready = self._ready_file(pod)
@@ -63,7 +77,7 @@ class ZygoteWorkloads:
         z = self._zygote()
         assert z.stdin is not None and z.stdout is not None
         z.stdin.write(json.dumps({"netns": netns_path, "log": os.path.join(self.dir, "workloads.log"),
-                                  "args": args}) + "\n")
+                                  "args": args, "cgroup": group}) + "\n")
         z.stdin.flush()
         return int(z.stdout.readline())
 
@@ -86,6 +100,7 @@ class ZygoteWorkloads:
             pass
         if os.path.exists(self._ready_file(pod)):
             os.unlink(self._ready_file(pod))
+        cgroups.remove(cgroups.paths(cgroup_group(self.dir), f"{pod.namespace}.{pod.name}"))
 
     def close(self) -> None:
         if self.zygote is not None and self.zygote.stdin is not None:

@@ -78,7 +78,7 @@ def zygote() -> None:
     import os
     import signal
 
-    from ..kernel import netns
+    from ..kernel import cgroups, netns
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     for line in sys.stdin:
         req = json.loads(line)
@@ -86,6 +86,7 @@ def zygote() -> None:
         if pid == 0:
             try:
                 os.setsid()
+                cgroups.join(req.get("cgroup") or [])  # the pod's limits, before it runs anything
                 netns.join(req["netns"])
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 null = os.open(os.devnull, os.O_RDONLY)

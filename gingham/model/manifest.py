@@ -206,6 +206,55 @@ def _probe(d: _Doc, spec: str, ports: tuple[ContainerPort, ...]) -> Probe | None
     return None
 
 
+_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+             "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18, "m": 10**-3, "": 1}
+
+
+def quantity(v: object) -> float:
+    """A Kubernetes resource quantity ("500m", "1.5", "128Mi", "1G", "1e6", 2) as a number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise ValueError(f"{v!r} is not a quantity")
+    text = str(v).strip()
+    suffix = next((s for s in sorted(_SUFFIXES, key=len, reverse=True) if s and text.endswith(s)), "")
+    number = text[:len(text) - len(suffix)] if suffix else text
+    try:
+        n = float(number)
+    except ValueError:
+        raise ValueError(f"{v!r} is not a quantity (a number and a suffix: m, k, Ki, M, Mi, G, Gi...)") from None
+    if n < 0 or n != n or n in (float("inf"),):
+        raise ValueError(f"{v!r} is not a quantity")
+    return n * _SUFFIXES[suffix]
+
+
+def _limits(d: _Doc, spec: str) -> tuple[int, int]:
+    """The first container's resources.limits: (cpu in millicores, memory in bytes)."""
+    for ci, c in enumerate(d.get(f"{spec}.containers", list, [])):
+        limits = ((c.get("resources") or {}) if isinstance(c, dict) else {})
+        if not isinstance(limits, dict):
+            raise d.error(f"{spec}.containers[{ci}].resources", "must be an object")
+        limits = limits.get("limits")
+        if limits is None:
+            continue
+        where = f"{spec}.containers[{ci}].resources.limits"
+        if not isinstance(limits, dict):
+            raise d.error(where, f"must be an object, got {limits!r}")
+        out = []
+        for key, scale, low in (("cpu", 1000, 1), ("memory", 1, 4 << 20)):
+            if key not in limits:
+                out.append(0)
+                continue
+            try:
+                value = round(quantity(limits[key]) * scale)
+            except ValueError as e:
+                raise d.error(f"{where}.{key}", str(e)) from None
+            if value < low:
+                raise d.error(f"{where}.{key}", f"{limits[key]!r} is below what a workload can run in "
+                                                f"({'1m' if key == 'cpu' else '4Mi'})")
+            out.append(value)
+        return out[0], out[1]
+    return 0, 0
+
+
 def _grace(d: _Doc, spec: str) -> float | None:
     v = d.get(f"{spec}.terminationGracePeriodSeconds", int, None)
     if v is not None and not 0 <= v <= 3600:
@@ -312,7 +361,8 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
             ports = _ports(d, "spec.containers")
             pending_pods.append((d, Pod(ns, name, _labels(d, "metadata.labels"), d.get("spec.nodeName", str, ""),
                                         ports, "", *_dns_names(d, "spec"), _probe(d, "spec", ports),
-                                        _grace(d, "spec"), d.get("spec.hostNetwork", bool, False))))
+                                        _grace(d, "spec"), d.get("spec.hostNetwork", bool, False),
+                                        *_limits(d, "spec"))))
         elif kind in ("Deployment", "StatefulSet"):
             replicas = d.get("spec.replicas", int, 1)
             if replicas < 0 or replicas > 500:
@@ -337,7 +387,8 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
                                             pod_name if kind == "StatefulSet" else hostname, subdomain,
                                             _probe(d, "spec.template.spec", ports),
                                             _grace(d, "spec.template.spec"),
-                                            d.get("spec.template.spec.hostNetwork", bool, False))))
+                                            d.get("spec.template.spec.hostNetwork", bool, False),
+                                            *_limits(d, "spec.template.spec"))))
             state.objects[f"{kind}/{ns}/{name}"] = Object(kind, ns, name, d.body)
         else:
             d.get("spec", dict, {})

@@ -57,6 +57,8 @@ class Pod:
     readiness: Probe | None = None       # the first container's readinessProbe
     grace_seconds: float | None = None   # terminationGracePeriodSeconds (None: the lab's default)
     host_network: bool = False           # spec.hostNetwork: the node's namespace and address
+    cpu_millis: int = 0                  # resources.limits.cpu, in millicores (0: none)
+    memory_bytes: int = 0                # resources.limits.memory (0: none)
 
     @property
     def key(self) -> str:

@@ -141,6 +141,10 @@ def encode_pod(p: Pod) -> dict[str, Any]:
     container: dict[str, Any] = {"name": "main", "ports": ports}
     if p.readiness is not None:
         container["readinessProbe"] = encode_probe(p.readiness)
+    limits = {**({"cpu": f"{p.cpu_millis}m"} if p.cpu_millis else {}),
+              **({"memory": str(p.memory_bytes)} if p.memory_bytes else {})}
+    if limits:
+        container["resources"] = {"limits": limits}
     spec: dict[str, Any] = {"nodeName": p.node_name, "containers": [container]}
     for key, value in (("hostname", p.hostname), ("subdomain", p.subdomain)):
         if value:
@@ -249,11 +253,16 @@ def decode_pod(value: bytes) -> Pod:
             owner = f"{ref.get('kind')}/{ref.get('name')}"
     ports = []
     probe = None
+    cpu = memory = 0
     for c in _at(d, "spec.containers", list):
         if not isinstance(c, dict):
             raise DecodeError("spec.containers: must hold objects")
         if probe is None and isinstance(c.get("readinessProbe"), dict):
             probe = decode_probe(c["readinessProbe"])
+        limits = (c.get("resources") or {}).get("limits") or {}
+        if isinstance(limits, dict) and limits and not (cpu or memory):
+            cpu = int(str(limits.get("cpu", "0m")).removesuffix("m") or 0)
+            memory = int(limits.get("memory", 0) or 0)
         for p in c.get("ports") or []:
             if not isinstance(p, dict):
                 raise DecodeError("spec.containers[].ports: must hold objects")
@@ -263,7 +272,7 @@ def decode_pod(value: bytes) -> Pod:
     grace = float(_at(spec, "terminationGracePeriodSeconds", int)) if "terminationGracePeriodSeconds" in spec else None
     return Pod(_at(d, "metadata.namespace", str), _at(d, "metadata.name", str), _labels(d),
                _at(d, "spec.nodeName", str, ""), tuple(ports), owner, _at(d, "spec.hostname", str, ""),
-               _at(d, "spec.subdomain", str, ""), probe, grace, _at(spec, "hostNetwork", bool, False))
+               _at(d, "spec.subdomain", str, ""), probe, grace, _at(spec, "hostNetwork", bool, False), cpu, memory)
 
 
 def decode_pod_status(value: bytes) -> PodStatus:

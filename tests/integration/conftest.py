@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -30,12 +31,13 @@ def _state() -> dict[str, set[str]]:
         "nft tables": {t for t in tables.splitlines() if t.strip()},
         "processes": {p.split(None, 1)[1] for p in procs.splitlines()
                       if p.strip() and p.split(None, 1)[1] not in ("ps", "pytest", "python", "python3")},
+        "cgroups": {d for d in glob.glob("/sys/fs/cgroup/*/gingham") + glob.glob("/sys/fs/cgroup/gingham")},
     }
 
 
 @pytest.fixture(autouse=True)
 def no_leftovers() -> Iterator[None]:
-    """Fails a test that leaves a namespace, link, nft table or process behind."""
+    """Fails a test that leaves a namespace, link, nft table, process or cgroup behind."""
     before = _state()
     yield
     after = _state()

@@ -165,3 +165,51 @@ def test_a_host_network_pod_has_its_nodes_address_and_is_not_isolated(lab_name, 
     ip = next(s["clusterIP"] for s in lab.services() if s["name"] == "hostagent")
     assert probe_from(client, ip, 80) == "agent"  # a Service's endpoint at the node's address
     assert probe_from(lab.target_netns("node/node-1"), "127.0.0.1", 9100) == "agent"  # in the node's namespace
+
+
+LIMITED = """
+apiVersion: gingham.dev/v1alpha1
+kind: Cluster
+metadata: {name: limits}
+spec: {nodes: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: small}
+spec:
+  containers:
+  - name: c
+    ports: [{containerPort: 80}]
+    resources: {limits: {cpu: 250m, memory: 48Mi}}
+"""
+
+
+def test_limits_put_the_workload_in_a_cgroup_and_the_oom_killer_enforces_them(lab_name, tmp_path):
+    import subprocess
+    import sys
+
+    lab = lab_name()
+    lab.up([manifest(tmp_path, LIMITED)])
+    pod = next(p for p in lab.pods() if p["name"] == "small")
+    assert pod["limits"] == {"cpu": "250m", "memory": "48Mi"}
+    dirs = lab.pod_cgroup("default/small")
+    assert dirs
+    for d in dirs:
+        files = set(os.listdir(d))
+        if "memory.max" in files:                  # cgroup v2
+            assert open(f"{d}/memory.max").read().strip() == str(48 << 20)
+            assert open(f"{d}/cpu.max").read().split() == ["25000", "100000"]
+        elif "memory.limit_in_bytes" in files:     # v1
+            assert open(f"{d}/memory.limit_in_bytes").read().strip() == str(48 << 20)
+        elif "cpu.cfs_quota_us" in files:
+            assert open(f"{d}/cpu.cfs_quota_us").read().strip() == "25000"
+        assert open(f"{d}/cgroup.procs").read().split(), "the workload runs in it"
+    # a process of the pod that goes past the limit is ended by the kernel's OOM killer (kubectl exec's
+    # processes count against the container's limit too); the workload itself keeps serving
+    r = subprocess.run([sys.executable, "-m", "gingham.cli", "lab", "exec", "default/small", "--name", lab.name,
+                        "--", sys.executable, "-c", "b = bytearray(200 << 20); print('survived')"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode in (137, -9) and "survived" not in r.stdout, (r.returncode, r.stdout, r.stderr)
+    assert probe_from(lab.target_netns("default/small"), "127.0.0.1", 80) == "small"
+    lab.down()
+    assert not any(os.path.exists(d) for d in dirs)

@@ -75,3 +75,24 @@ def test_bad_probes_are_refused_naming_the_field(probe: str, field: str) -> None
     with pytest.raises(ManifestError) as e:
         parse(probe)
     assert field in e.value.field
+
+
+@pytest.mark.parametrize("text,value", [("500m", 0.5), ("2", 2), ("1.5", 1.5), ("128Mi", 128 << 20), ("1Gi", 1 << 30),
+                                        ("1G", 10**9), ("100k", 10**5), ("1e6", 10**6), (3, 3)])
+def test_quantities(text: object, value: float) -> None:
+    assert manifest.quantity(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "12Xi", "-1", [1], True])
+def test_bad_quantities(text: object) -> None:
+    with pytest.raises(ValueError):
+        manifest.quantity(text)
+
+
+def test_limits_are_read_and_survive_the_datastore() -> None:
+    pod = parse("{tcpSocket: {port: 8080}}\n    resources: {limits: {cpu: 250m, memory: 64Mi}}")
+    assert (pod.cpu_millis, pod.memory_bytes) == (250, 64 << 20)
+    assert reg.decode_pod(reg.dumps(reg.encode_pod(pod))) == pod
+    with pytest.raises(ManifestError) as e:
+        parse("{tcpSocket: {port: 8080}}\n    resources: {limits: {memory: 1k}}")
+    assert "resources.limits.memory" in e.value.field

@@ -241,3 +241,10 @@ def test_flags_opcodes_and_responses(lab):
             "try:\n    s.recv(512); print('answered')\nexcept socket.timeout:\n    print('silent')")
     r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "silent", r.stderr  # a response is never answered (no loops between servers)
+    code = ("import socket\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)\n"
+            "s.sendto(bytes([0x12, 0x34, 1, 0, 0, 1]) + b'\\xff' * 20, ('10.96.0.10', 53))\n"
+            "r = s.recv(512); print(r[0] == 0x12 and r[1] == 0x34 and r[3] & 15)")
+    r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "1", r.stderr  # a malformed query with a header: FORMERR (rcode 1), same id
+    assert short(lab, "backend.shop.svc.cluster.local")  # and the server answers on

@@ -63,6 +63,16 @@ apiVersion: v1
 kind: Service
 metadata: {{name: web}}
 spec: {{selector: {{app: web}}, ports: [{{port: 80}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web-headless}}
+spec: {{clusterIP: None, selector: {{app: web}}, ports: [{{port: 80}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web-all}}
+spec: {{clusterIP: None, publishNotReadyAddresses: true, selector: {{app: web}}, ports: [{{port: 80}}]}}
 """
 
 lab = shared_lab("pf", lambda tmp_path_factory: [manifest(tmp_path_factory.mktemp("pf"), CLUSTER)])
@@ -92,19 +102,32 @@ def through_service(lab: Lab) -> str | None:
     return probe_from(lab.target_netns("default/client"), ip, 80, timeout=0.5)
 
 
-def test_an_exec_probe_takes_the_pod_in_and_out_of_its_service(lab):
+def dig(lab: Lab, name: str) -> list[str]:
+    import subprocess
+    ns = os.path.basename(lab.target_netns("default/client"))
+    out = subprocess.run(["ip", "netns", "exec", ns, "dig", "+short", "+time=2", "+tries=1", name],
+                         capture_output=True, text=True).stdout
+    return sorted(out.split())
+
+
+def test_an_exec_probe_takes_the_pod_in_and_out_of_its_service_and_dns(lab):
     if os.path.exists(FLAG):
         os.unlink(FLAG)
+    gated = next(p["ip"] for p in lab.pods() if p["name"] == "gated")
     assert not ready(lab, "gated") and through_service(lab) is None  # running, but its probe says no
+    assert dig(lab, "web-headless.default.svc.cluster.local") == []  # an unready pod is left out of DNS...
+    assert dig(lab, "web-all.default.svc.cluster.local") == [gated]  # ...unless publishNotReadyAddresses
     open(FLAG, "w").close()
     try:
         until(lambda: ready(lab, "gated"), 5)
         until(lambda: through_service(lab) == "gated", 3)
+        until(lambda: dig(lab, "web-headless.default.svc.cluster.local") == [gated], 3)
     finally:
         os.unlink(FLAG)
     took = until(lambda: not ready(lab, "gated"), 6)  # two failures, a second apart
     assert took >= 0.8
     until(lambda: through_service(lab) is None, 3)
+    until(lambda: dig(lab, "web-headless.default.svc.cluster.local") == [], 3)
 
 
 def test_http_and_tcp_probes(lab):

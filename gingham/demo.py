@@ -6,6 +6,7 @@ tables in the current network namespace and removes them again at the end.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -15,7 +16,8 @@ import time
 
 from .cni import install
 from .cni.runtime import Attachment, Network, Runtime
-from .kernel import netns
+from .kernel import netns, nft
+from .kernel.links import Netlink
 from .lab.probe import probe
 
 CONFLIST = {
@@ -48,8 +50,8 @@ def run() -> int:
             print(f"CNI ADD {name}: eth0 {res['ips'][0]['address']} via {res['ips'][0]['gateway']} "
                   f"(host veth {res['interfaces'][1]['name']} on bridge {res['interfaces'][0]['name']}) "
                   f"in {1000 * (time.monotonic() - t):.0f} ms")
-            procs.append(subprocess.Popen(["ip", "netns", "exec", os.path.basename(path), sys.executable, "-m",
-                                           "gingham.lab.workload", "--name", name, "--tcp", "80"]))
+            procs.append(subprocess.Popen([sys.executable, "-m", "gingham.lab.workload", "--name", name, "--tcp", "80"],
+                                          preexec_fn=functools.partial(netns.join, path)))  # in the pod's namespace
         time.sleep(0.5)
         checks = [
             ("pod-a -> pod-b", pods["pod-a"], ips["pod-b"], 80),
@@ -74,7 +76,11 @@ def run() -> int:
         for name, path in pods.items():
             rt.delete(net, Attachment(name, path, "eth0"))
             netns.delete(os.path.basename(path))
-        subprocess.run(["ip", "link", "delete", "demo0"], capture_output=True)
+        with Netlink() as nl:
+            nl.delete("demo0")
         for table in ("gingham-bridge", "gingham-hostport"):
-            subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
+            try:
+                nft.run(f"delete table inet {table}")
+            except nft.NftError:
+                pass  # not made (a failed run): nothing to remove
         print("cleaned up: pods deleted through CNI DEL, bridge and tables removed")

@@ -93,3 +93,23 @@ def delete(name: str) -> None:
     r = subprocess.run(["ip", "netns", "delete", name], capture_output=True, text=True)
     if r.returncode != 0 and os.path.exists(path_of(name)):
         raise RuntimeError(f"ip netns delete {name}: {r.stderr.strip()}")
+
+
+def pids_in(path: str) -> list[int]:
+    """The processes whose network namespace is the one at `path` (read from /proc, as `ip netns
+    pids` does it, without a process to run and parse)."""
+    try:
+        want = os.stat(path)
+    except OSError:
+        return []
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:  # gone, or a kernel thread
+            continue
+        if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
+            out.append(int(entry))
+    return out

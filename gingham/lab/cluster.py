@@ -630,9 +630,9 @@ def _kill(pid: int, needle: str) -> None:
 
 
 def _kill_ns_processes(name: str) -> None:
-    r = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
-    for pid in r.stdout.split():
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
+    for pid in netns.pids_in(netns.path_of(name)):
+        if pid != os.getpid():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

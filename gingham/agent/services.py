@@ -10,11 +10,11 @@ node's bridge (or a NetworkPolicy needs bridged frames judged).
 from __future__ import annotations
 
 import os
-import subprocess
+import sys
 from collections import ChainMap
 from typing import Mapping
 
-from ..kernel import nft, sysctl
+from ..kernel import conntrack, nft, sysctl
 from ..model.endpoints import EndpointIndex, kube_dns, pod_view
 from ..model.services import Endpoint, Service
 from ..services.compile import NodeContext
@@ -95,7 +95,10 @@ class ServicesController:
             now = {e.ip for e in self.endpoints.get(key, [])} if svc is not None and any(
                 p.protocol == "UDP" for p in svc.ports) else set()
             for ip in self.udp_ips.get(key, set()) - now:
-                subprocess.run(["conntrack", "-D", "-p", "udp", "--reply-src", ip], capture_output=True)
+                try:
+                    conntrack.delete_udp_from(ip)
+                except OSError as e:  # the flows then end with their timeout, as they would have
+                    print(f"agent {self.node}: conntrack: cannot delete UDP flows from {ip}: {e}", file=sys.stderr)
             if now:
                 self.udp_ips[key] = now
             else:

@@ -116,11 +116,11 @@ def text(b: bytes | None) -> str:
 
 
 class Rtnl:
-    """One NETLINK_ROUTE socket, one request at a time."""
+    """One netlink socket (NETLINK_ROUTE unless told: kernel/conntrack.py opens NETLINK_NETFILTER
+    with the same framing), one request at a time."""
 
-    def __init__(self) -> None:
-        self.sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC,
-                                   _socket.NETLINK_ROUTE)
+    def __init__(self, protocol: int = _socket.NETLINK_ROUTE) -> None:
+        self.sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, protocol)
         for opt in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
             try:
                 self.sock.setsockopt(SOL_NETLINK, opt, 1)

@@ -13,8 +13,6 @@ the first is validated and has no effect here, the second is refused.
 from __future__ import annotations
 
 import ipaddress
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 from ...kernel import nft, sysctl
@@ -167,12 +165,15 @@ def _check_conflicts(owner: str, mappings: list[Mapping]) -> None:
 
 
 def _flush_udp_conntrack(mappings: list[Mapping]) -> None:
-    tool = shutil.which("conntrack")
-    if not tool:
-        return
+    """Flows to a UDP hostPort made before its mapping changed would keep their old DNAT."""
+    from ...kernel import conntrack
     for m in mappings:
         if m.protocol == "udp":
-            subprocess.run([tool, "-D", "-p", "udp", "--orig-port-dst", str(m.host_port)], capture_output=True)
+            try:
+                conntrack.delete_udp_to_port(m.host_port)
+            except OSError as e:
+                raise CNIError(spec.ERR_INTERNAL, "portmap: cannot delete the UDP conntrack entries",
+                               f"hostPort {m.host_port}: {e}") from e
 
 
 class Portmap:
@@ -221,6 +222,7 @@ class Portmap:
                 raise CNIError(spec.ERR_INVALID_CONFIG, f"portmap: mapping {m.host_port}/{m.protocol} is missing")
 
     def status(self, a: CmdArgs) -> None:
+        import shutil
         if not shutil.which("nft"):
             raise CNIError(spec.ERR_NOT_AVAILABLE, "portmap: nft is not installed")
 

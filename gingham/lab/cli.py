@@ -113,10 +113,10 @@ def cmd_get(a: argparse.Namespace) -> int:
 
 def cmd_exec(a: argparse.Namespace) -> int:
     lab = _lab(a.name)
-    path = lab.target_netns(a.target)
-    if "/" in a.target and not a.target.startswith("node/"):
+    path, pod = lab.target(a.target)
+    if pod is not None and pod["limits"]:
         from ..kernel import cgroups
-        cgroups.join(lab.pod_cgroup(a.target))  # counted against the pod's limits, as kubectl exec is
+        cgroups.join(lab.pod_cgroup(a.target, pod))  # counted against the pod's limits, as kubectl exec is
     cmd = a.command
     if not cmd:
         from ..model.errors import BAD_INPUT

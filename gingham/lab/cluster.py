@@ -463,13 +463,15 @@ class Lab:
                         "status": "Running" if ip else "Pending"})
         return out
 
-    def pod_cgroup(self, target: str) -> list[str]:
+    def pod_cgroup(self, target: str, pod: dict[str, Any] | None = None) -> list[str]:
         """The cgroup directories of a pod with limits (what `lab exec` joins, as kubectl exec's
-        processes run inside the container's cgroup); [] for anything else."""
+        processes run inside the container's cgroup); [] for anything else. `pod`: its row of
+        `pods()`, when the caller has read it already."""
         from ..kernel import cgroups
         from .supervisor import cgroup_group
         ns, _, name = target.partition("/")
-        pod = next((p for p in self.pods(ns) if p["name"] == name), None)
+        if pod is None:
+            pod = next((p for p in self.pods(ns) if p["name"] == name), None)
         if pod is None or not pod["limits"]:
             return []
         return [d for d in cgroups.paths(cgroup_group(self.node_dir(pod["node"])), f"{ns}.{name}")
@@ -533,9 +535,13 @@ class Lab:
     # -- targets -----------------------------------------------------------------------
     def target_netns(self, target: str) -> str:
         """`NS/POD`, `node/NAME` or `external` -> its namespace path."""
+        return self.target(target)[0]
+
+    def target(self, target: str) -> tuple[str, dict[str, Any] | None]:
+        """`NS/POD`, `node/NAME` or `external` -> its namespace path, and the pod's row of `pods()`."""
         self.meta()
         if target == "external":
-            return netns.path_of(self.ns("external"))
+            return netns.path_of(self.ns("external")), None
         kind, _, name = target.partition("/")
         if not name:
             raise LabError(f"target {target!r}: use NAMESPACE/POD, node/NAME or external", BAD_INPUT)
@@ -543,12 +549,12 @@ class Lab:
             state = self.cache(STATUS).state()
             if name not in state.cluster.nodes:
                 raise LabError(f"no node {name!r} in lab {self.name} ({', '.join(state.cluster.nodes)})", NOT_FOUND)
-            return netns.path_of(self.ns(f"node-{name}"))
-        for p in self.pods():
+            return netns.path_of(self.ns(f"node-{name}")), None
+        for p in self.pods(kind):
             if p["namespace"] == kind and p["name"] == name:
                 if not p["netns"]:
                     raise LabError(f"pod {target} is not running yet")
-                return netns.path_of(p["netns"])
+                return netns.path_of(p["netns"]), p
         raise LabError(f"no pod {target} in lab {self.name} (gingham lab get pods)", NOT_FOUND)
 
     def resolve(self, dest: str, source: str = "") -> str:

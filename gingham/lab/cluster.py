@@ -368,8 +368,9 @@ class Lab:
         return {n: node_status(cache, n) for n in cache.nodes}
 
     def wait(self, rev: int, timeout: float) -> None:
-        """Returns when every pod of the state at `rev` is ready (or gone), and then every agent
-        has programmed everything written up to then: the state, every pod status and lease.
+        """Returns when every pod of the state at `rev` is ready (one with a readinessProbe: running),
+        or gone, and then every agent has programmed everything written up to then: the state,
+        every pod status and lease.
         It looks again whenever the datastore changes (a watch: no polling while agents work)."""
         deadline = time.monotonic() + timeout
         changed = threading.Event()

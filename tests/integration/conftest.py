@@ -219,3 +219,17 @@ def lab_name() -> Iterator[Callable[[], object]]:
     yield factory
     for lab in made:
         lab.down()
+
+
+def slice_of(lab: object, name: str, timeout: float = 10.0) -> dict[str, object]:
+    """A Service's EndpointSlice once the controller has written it: after `lab up` it may come
+    a moment after the nodes report (the first full write does not hold their reports back; in
+    Kubernetes, too, EndpointSlices follow a change asynchronously)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        found = next((s for s in lab.endpointslices() if s["name"] == name), None)  # type: ignore[attr-defined]
+        if found is not None or time.monotonic() > deadline:
+            assert found is not None, f"no EndpointSlice for {name} within {timeout}s"
+            return found
+        time.sleep(0.1)

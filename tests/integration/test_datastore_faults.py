@@ -17,6 +17,7 @@ from gingham.kernel.links import Netlink
 from gingham.lab.cluster import Lab
 from gingham.model import registry as reg
 
+from .conftest import slice_of
 from .test_lab import from_ns, manifest
 
 pytestmark = pytest.mark.root
@@ -209,7 +210,7 @@ def test_a_key_holding_garbage_is_skipped_and_the_rest_is_served(lab_name, tmp_p
 def test_endpoint_slices_are_written_by_one_agent_and_another_takes_over(lab_name, tmp_path):
     lab = lab_name()
     lab.up([manifest(tmp_path, CLUSTER)])
-    web = next(s for s in lab.endpointslices() if s["name"] == "web")
+    web = slice_of(lab, "web")
     assert web["service"] == "web" and sorted(e["pod"] for e in web["endpoints"]) == ["default/web-0", "default/web-1"]
     etcd = lab.store.etcd
     leader = etcd.get(reg.SLICE_LEADER).value.decode()  # type: ignore[union-attr]

@@ -18,7 +18,7 @@ import pytest
 from gingham.kernel import netns
 from gingham.lab.cluster import Lab, LabError
 
-from .conftest import shared_lab
+from .conftest import shared_lab, slice_of
 from .test_lab import from_ns, manifest
 
 CLUSTER = """
@@ -219,7 +219,7 @@ def test_cluster_ip_balances_over_ready_endpoints_tcp_and_udp(lab):
     assert set(answers(lab, "default/client", cip, 53, proto="UDP")) == {"web-0", "web-1", "web-2"}
     assert set(answers(lab, "node/node-3", cip, 80, 30)) <= {"web-0", "web-1", "web-2"}  # from a node too
     assert None not in answers(lab, "node/node-3", cip, 80, 10)
-    eps = next(e for e in lab.endpointslices() if e["name"] == "web")
+    eps = slice_of(lab, "web")
     assert sorted(e["pod"] for e in eps["endpoints"]) == ["default/web-0", "default/web-1", "default/web-2"]
     assert all("http:8080/TCP" in e["ports"] and "dns:5353/UDP" in e["ports"] for e in eps["endpoints"])
 

@@ -28,6 +28,11 @@ def call(cni, plugin: str, conf: dict | bytes, netns: str, command: str = "ADD",
     return e.value
 
 
+def host_links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line}
+
+
 def base(br: str, data: str, **over: object) -> dict:
     conf = {"cniVersion": "1.0.0", "name": "failnet", **bridge_plugin(br, "10.22.9.0/30", data)}
     conf.update(over)
@@ -124,6 +129,7 @@ def test_fifty_parallel_adds_get_fifty_distinct_addresses(netns, cni, unique, ho
 def test_plugins_killed_mid_add_then_gc_leak_nothing(netns, cni, unique, host_cleanup, tmp_path):
     br = unique("gtk")
     host_cleanup(br)
+    links_before = host_links()
     conflist = tmp_path / "kill.conflist"
     conflist.write_text(json.dumps({"cniVersion": "1.1.0", "name": "kill",
                                     "plugins": [bridge_plugin(br, "10.22.11.0/24", cni.data)]}))
@@ -154,7 +160,12 @@ def test_plugins_killed_mid_add_then_gc_leak_nothing(netns, cni, unique, host_cl
         rt.delete(net, Attachment(cid, pods[int(cid[1:])]))
     rt.gc(net, [])
     assert allocations(cni.data, "kill") == []
-    # veths of killed ADDs die with their pod namespaces
+    # veths of killed ADDs die with their pod namespaces (the kernel tears a namespace down on a
+    # work queue of its own, so a moment after the namespace's last reference goes)
     for pod in pods:
         netns.remove(pod)
+    deadline = time.monotonic() + 5
+    while host_links() - links_before - {br} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert host_links() - links_before - {br} == set()
     assert bridge_ports(br) == []

@@ -98,9 +98,11 @@ class PodController:
         due = [(k, pod, t) for k, (pod, t) in self.probes.items() if t.due(now) and k in have]
         if not due:
             return
+        def probe(key: str, pod: Pod, tracker: ProbeTracker) -> bool:
+            return run_probe(tracker.probe, pod, have[key].get("ip", ""), self._netns_path(have[key]))
+
         with ThreadPoolExecutor(min(8, len(due))) as pool:
-            results = list(pool.map(lambda d: run_probe(d[2].probe, d[1], have[d[0]].get("ip", ""),
-                                                         self._netns_path(have[d[0]])), due))
+            results = list(pool.map(lambda d: probe(*d), due))
         changed = False
         for (key, _, tracker), ok in zip(due, results):
             tracker.record(ok, time.time())
@@ -112,18 +114,19 @@ class PodController:
             self.publish(have, cache)
 
     def _readiness(self, key: str, pod: Pod, rec: dict[str, Any]) -> bool:
-        """Ready, as the pod's probe says (a new or changed probe starts from the record's
-        state: a restarted agent does not take its pods out of their endpoints), or, with no
-        probe, as its workload says."""
+        """Ready, as the pod's probe says, or, with no probe, as its workload says. A restarted
+        agent (no tracker yet) starts a probed pod from what its record says, so adopting pods
+        does not take them out of their endpoints; a new or changed probe starts not ready."""
         if pod.readiness is None:
             self.probes.pop(key, None)
+            rec.pop("probed", None)
             return self.workloads.ready(pod)
         have = self.probes.get(key)
         if have is None or have[0].readiness != pod.readiness:
             tracker = ProbeTracker(pod.readiness, float(rec.get("started") or time.time()))
-            tracker.ready = bool(rec.get("ready")) and have is None and bool(rec.get("probe"))
+            tracker.ready = have is None and bool(rec.get("probed")) and bool(rec.get("ready"))
             self.probes[key] = (pod, tracker)
-            rec["probe"] = True
+            rec["probed"] = True  # this record's Ready comes from a probe
         return self.probes[key][1].ready
 
     def mine(self, keys: set[str], cache: Cache) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..model.objects import Pod
-from ..model.registry import NodeInfo, PodStatus
+from ..model.registry import NodeInfo, PodStatus, encode_pod
 from ..model.services import Service
 
 
@@ -25,31 +25,21 @@ def _condition(kind: str, ok: bool) -> dict[str, str]:
 
 
 def pod_object(pod: Pod, status: PodStatus | None, host_ip: str, node_alive: bool) -> dict[str, Any]:
+    """The Pod as the datastore holds it (model/registry.py writes its metadata and spec), with
+    the status its node reports."""
     here = status is not None and status.node == pod.node_name
     ip = status.ip if status is not None and here else ""
     ready = bool(here and status is not None and status.ready and node_alive)
-    meta: dict[str, Any] = {"name": pod.name, "namespace": pod.namespace, "labels": dict(pod.labels)}
-    if pod.owner:
-        kind, _, owner = pod.owner.partition("/")
-        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": kind, "name": owner, "controller": True}]
-    ports = [{"containerPort": p.port, "protocol": p.protocol, **({"name": p.name} if p.name else {})}
-             for p in pod.ports]
-    out: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": meta,
-        "spec": {"nodeName": pod.node_name, "containers": [{"name": "workload", "ports": ports, **(
-                     {"resources": {"limits": {**({"cpu": f"{pod.cpu_millis}m"} if pod.cpu_millis else {}),
-                                               **({"memory": str(pod.memory_bytes)} if pod.memory_bytes else {})}}}
-                     if pod.cpu_millis or pod.memory_bytes else {})}],
-                 **({"hostname": pod.hostname} if pod.hostname else {}),
-                 **({"subdomain": pod.subdomain} if pod.subdomain else {}),
-                 **({"hostNetwork": True} if pod.host_network else {})},
-        "status": {"phase": "Running" if ip else "Pending",
-                   "conditions": [_condition("PodScheduled", bool(pod.node_name)), _condition("Initialized", bool(ip)),
-                                  _condition("ContainersReady", ready), _condition("Ready", ready)]}}
+    out = encode_pod(pod)
+    for ref in out["metadata"].get("ownerReferences", []):
+        ref["apiVersion"] = "apps/v1"
+    out["status"] = {"phase": "Running" if ip else "Pending",
+                     "conditions": [_condition("PodScheduled", bool(pod.node_name)), _condition("Initialized", bool(ip)),
+                                    _condition("ContainersReady", ready), _condition("Ready", ready)]}
     if ip:
         out["status"].update({"podIP": ip, "podIPs": [{"ip": ip}], "hostIP": host_ip, "hostIPs": [{"ip": host_ip}]})
     if status is not None and status.terminating:
-        meta["deletionGracePeriodSeconds"] = 30
+        out["metadata"]["deletionGracePeriodSeconds"] = 30
     return out
 
 

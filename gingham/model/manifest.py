@@ -7,6 +7,7 @@ a person can go straight to the line. Nothing is returned unless every document 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import replace
 from typing import Any, Iterable
@@ -221,7 +222,7 @@ def quantity(v: object) -> float:
         n = float(number)
     except ValueError:
         raise ValueError(f"{v!r} is not a quantity (a number and a suffix: m, k, Ki, M, Mi, G, Gi...)") from None
-    if n < 0 or n != n or n in (float("inf"),):
+    if n < 0 or not math.isfinite(n):
         raise ValueError(f"{v!r} is not a quantity")
     return n * _SUFFIXES[suffix]
 
@@ -229,10 +230,10 @@ def quantity(v: object) -> float:
 def _limits(d: _Doc, spec: str) -> tuple[int, int]:
     """The first container's resources.limits: (cpu in millicores, memory in bytes)."""
     for ci, c in enumerate(d.get(f"{spec}.containers", list, [])):
-        limits = ((c.get("resources") or {}) if isinstance(c, dict) else {})
-        if not isinstance(limits, dict):
+        resources = (c.get("resources") or {}) if isinstance(c, dict) else {}
+        if not isinstance(resources, dict):
             raise d.error(f"{spec}.containers[{ci}].resources", "must be an object")
-        limits = limits.get("limits")
+        limits = resources.get("limits")
         if limits is None:
             continue
         where = f"{spec}.containers[{ci}].resources.limits"

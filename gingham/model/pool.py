@@ -24,9 +24,6 @@ class AddressPool:
             return False
         return a.version == self.version and self.first <= int(a) <= self.last
 
-    def __len__(self) -> int:
-        return self.last - self.first + 1
-
     def first_free(self, taken: Container[str]) -> str:
         """The lowest address not in `taken` ("" when every one is): walks past taken ones only."""
         for n in range(self.first, self.last + 1):
@@ -34,6 +31,9 @@ class AddressPool:
             if ip not in taken:
                 return ip
         return ""
+
+
+EMPTY = AddressPool(1, 0, 4)  # no address at all: a cluster without a pool
 
 
 def parse_pool(pool: str) -> AddressPool:

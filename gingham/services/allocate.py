@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ..model.pool import AddressPool, parse_pool
+from ..model.pool import EMPTY, parse_pool
 from ..model.objects import Cluster
 from ..model.services import NODE_PORT_RANGE
 
@@ -227,7 +227,7 @@ def allocate(cluster: Cluster, services: dict[str, dict[str, Any]], previous: di
         out.ports.add(at)
         return NODE_PORT_RANGE[0] + at
 
-    pool = parse_pool(cluster.load_balancer_pool) if cluster.load_balancer_pool else AddressPool(1, 0, 4)
+    pool = parse_pool(cluster.load_balancer_pool) if cluster.load_balancer_pool else EMPTY
     for key in order:
         prev_lb = next((v for kind, v in held_by(key, raws[key]) if kind == "lb"), None)
         if prev_lb:

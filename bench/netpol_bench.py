@@ -15,7 +15,7 @@ from gingham.lab.cluster import Lab
 from gingham.model.netpol import parse_policy
 from gingham.netpol.compile import TABLE, NetpolCompiler, compile_netpol
 from gingham.netpol.evaluate import PodInfo, World
-from gingham.services import ruleset
+from gingham.kernel.nftables import Transaction, diff, full
 
 sys.path.insert(0, os.path.dirname(__file__))
 from lab_bench import PlainVeth, _iperf_once  # noqa: E402
@@ -46,7 +46,7 @@ def scale() -> None:
     t = time.perf_counter()
     rs = compile_netpol(w, "node-1")
     t_compile = time.perf_counter() - t
-    script = ruleset.full(rs)
+    script = full(rs)
     t = time.perf_counter()
     nft.run(script)
     t_apply = time.perf_counter() - t
@@ -55,19 +55,19 @@ def scale() -> None:
     w2 = World(pods, w.namespaces, w.policies, w.node_ips)
     t = time.perf_counter()
     rs2 = compile_netpol(w2, "node-1")
-    nft.run(ruleset.diff(rs, rs2))  # compiled whole, written as the difference (the agent until 2026-12-04)
+    nft.run(diff(rs, rs2))  # compiled whole, written as the difference (the agent until 2026-12-04)
     t_label = time.perf_counter() - t
     agent = NetpolCompiler("node-1")  # what the agent does now: compile only what the change concerns
     agent.compile(w2)
-    nft.run(ruleset.diff(rs2, agent.compile(w2)))
+    nft.run(diff(rs2, agent.compile(w2)))
     w3 = World(list(w2.pods), w.namespaces, w.policies, w.node_ips)
     w3.pods[3] = PodInfo(pods[3].namespace, pods[3].name, {**pods[3].labels, "tier": "t1"}, pods[3].ip, "node-1", PORTS)
     t = time.perf_counter()
     rs3 = agent.compile(w3)
-    nft.run(ruleset.diff(rs2, rs3))
+    nft.run(diff(rs2, rs3))
     t_incremental = time.perf_counter() - t
     assert rs3 == compile_netpol(w3, "node-1")
-    nft.run(f"delete table inet {TABLE}\n")
+    nft.run(Transaction("inet", TABLE).delete_table())
     print(f"1,000 policies over 1,000 pods on one node: {len(rs.chains)} chains, {len(rs.sets)} sets, "
           f"{sum(len(r) for r in rs.chains.values())} rules")
     print(f"  compile {t_compile * 1000:.0f} ms, apply {t_apply * 1000:.0f} ms, "

@@ -17,7 +17,10 @@ import time
 from .cni import install
 from .cni.runtime import Attachment, Network, Runtime
 from .kernel import netns, nft
+from .cni.plugins.bridge import MASQ_TABLE
+from .cni.plugins.portmap import TABLE as HOSTPORT_TABLE
 from .kernel.links import Netlink
+from .kernel.nftables import Transaction
 from .lab.probe import probe
 
 CONFLIST = {
@@ -78,9 +81,9 @@ def run() -> int:
             netns.delete(os.path.basename(path))
         with Netlink() as nl:
             nl.delete("demo0")
-        for table in ("gingham-bridge", "gingham-hostport"):
+        for table in (MASQ_TABLE, HOSTPORT_TABLE):
             try:
-                nft.run(f"delete table inet {table}")
+                nft.run(Transaction("inet", table).delete_table())
             except nft.NftError:
                 pass  # not made (a failed run): nothing to remove
         print("cleaned up: pods deleted through CNI DEL, bridge and tables removed")

@@ -3,7 +3,7 @@
 A plugin is a process per call, and every import is paid again each time: `dataclasses`
 (with the `inspect`, `ast` and `dis` it loads) took 10 ms of a ~90 ms ADD. A record is
 what those classes used of a dataclass: an `__init__` taking the annotated fields in
-order (class attributes are defaults; `factory(f)` for a fresh mutable default),
+order (class attributes are defaults; `factory(default_factory=f)` for a fresh mutable default, spelt so that type checkers see it),
 `__eq__`, `__repr__`, and for `frozen=True` immutability and `__hash__`. Type checkers
 see it as a dataclass (PEP 681's dataclass_transform).
 """

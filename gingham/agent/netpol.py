@@ -10,27 +10,27 @@ from __future__ import annotations
 from ..kernel import nft
 from ..netpol.compile import TABLE, NetpolCompiler
 from ..netpol.evaluate import World
-from ..services import ruleset
+from ..kernel.nftables import Ruleset, Transaction, diff, full
 
 
 class NetpolController:
     def __init__(self, node: str) -> None:
         self.node = node
-        self.applied: ruleset.Ruleset | None = None  # what the kernel holds
+        self.applied: Ruleset | None = None  # what the kernel holds
         self.table = False
         self.compiler = NetpolCompiler(node)  # recompiles only the pods a change concerns
 
     def sync(self, world: World) -> None:
         if not world.policies:
             if self.table:
-                nft.run(f"add table inet {TABLE}\ndelete table inet {TABLE}\n")
+                nft.run(Transaction("inet", TABLE).add_table().delete_table())
                 self.table, self.applied = False, None
             return
         rs = self.compiler.compile(world)
-        script = ruleset.full(rs) if self.applied is None else ruleset.diff(self.applied, rs)
-        if script.strip():
+        tx = full(rs) if self.applied is None else diff(self.applied, rs)
+        if tx:
             try:
-                nft.run(script)
+                nft.run(tx)
             except nft.NftError:
                 self.applied = None  # written whole next time
                 raise

@@ -14,6 +14,7 @@ from typing import Any
 from ..cni.runtime import Network
 from ..kernel import nft
 from ..kernel.links import Netlink
+from ..kernel.nftables import BaseChain, Transaction, quote
 from ..model.objects import Cluster
 from ..overlay.plan import OverlayPlan, compile_overlay
 
@@ -31,12 +32,11 @@ def conflist(pod_cidr: str, mtu: int, data_dir: str) -> dict[str, Any]:
         {"type": "gingham-loopback"}]}
 
 
-def node_nat_script(pod_cidr: str) -> str:
+def node_nat(pod_cidr: str) -> Transaction:
     """Pods keep their address inside the pod network; leaving it, they take the node's."""
-    t = f"ip {NODE_TABLE}"
-    return (f"add table {t}\nadd chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n"
-            f"flush chain {t} postrouting\n"
-            f"add rule {t} postrouting ip saddr {pod_cidr} ip daddr != {pod_cidr} oifname != \"{BRIDGE}\" masquerade\n")
+    postrouting = BaseChain("postrouting", "nat", "postrouting", "srcnat")
+    return (Transaction("ip", NODE_TABLE).add_table().add_chain("postrouting", postrouting).flush_chain("postrouting")
+            .add_rule("postrouting", f"ip saddr {pod_cidr} ip daddr != {pod_cidr} oifname != {quote(BRIDGE)} masquerade"))
 
 
 def program_node(cluster: Cluster, node: str, alive: dict[str, dict[str, Any]], state_dir: str) -> tuple[OverlayPlan, Network]:
@@ -49,7 +49,7 @@ def program_node(cluster: Cluster, node: str, alive: dict[str, dict[str, Any]], 
     apply_overlay(plan, cluster.pod_cidr, me["podCIDR"])
     with Netlink() as nl:  # a real node reaches ClusterIPs through its default route; a lab node has none
         nl.add_route(cluster.service_cidr, nl.require(UPLINK).index, scope=253, replace=True)
-    nft.run(node_nat_script(cluster.pod_cidr))
+    nft.run(node_nat(cluster.pod_cidr))
     conf_path = os.path.join(state_dir, "cni.conflist")
     raw = json.dumps(conflist(me["podCIDR"], plan.pod_mtu, os.path.join(state_dir, "ipam")), indent=1)
     if not os.path.exists(conf_path) or open(conf_path).read() != raw:

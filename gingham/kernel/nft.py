@@ -1,7 +1,8 @@
-"""nftables through the `nft` command: one script is one atomic transaction.
+"""nftables through libnftables (or the `nft` command): one transaction, applied atomically.
 
-This is the only place that reads nft's stderr; callers get `NftError` with the
-script that failed, or `NotFound` for a missing object.
+Writers build a `kernel.nftables.Transaction`; this is the only place that hands one to the
+kernel and reads nft's errors: callers get `NftError` with the script that failed, or
+`NftNotFound` for a missing object.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import _thread
 import ctypes
 
 from .. import fastjson as json  # json's defaults without importing re (a plugin process pays for it)
+from .nftables import Transaction
 
 TYPE_CHECKING = False  # typing is not imported at run time: a CNI plugin process pays for every import
 if TYPE_CHECKING:
@@ -101,8 +103,9 @@ def _exec(cmd: str, as_json: bool = False) -> tuple[int, str, str]:
     return r.returncode, r.stdout, r.stderr
 
 
-def run(script: str) -> None:
-    """Applies `script` (nft -f syntax) in one transaction: all of it or none of it."""
+def run(tx: Transaction | str) -> None:
+    """Applies a transaction (or nft -f text) whole: all of it or none of it."""
+    script = str(tx)
     if not script.strip():
         return
     rc, _, err = _exec(script)
@@ -164,13 +167,10 @@ def elements(family: str, table: str) -> dict[str, list[tuple[str, str]]]:
 
 def delete_elements_where(family: str, table: str, drop: Any) -> int:
     """Deletes, in one transaction, every element whose owner comment `drop(comment)` picks."""
-    lines = [f"delete element {family} {table} {name} {{ {key} }}"
-             for name, elems in elements(family, table).items() for key, comment in elems
-             if comment and drop(comment)]
-    run("\n".join(lines))
-    return len(lines)
-
-
-def quote(s: str) -> str:
-    """An nft string literal (comments)."""
-    return '"' + s.replace('"', "'") + '"'
+    tx = Transaction(family, table)
+    for name, elems in elements(family, table).items():
+        for key, comment in elems:
+            if comment and drop(comment):
+                tx.delete_element(name, key)
+    run(tx)
+    return len(tx)

@@ -15,7 +15,8 @@ from ..kernel import netns, nft
 from ..kernel.links import LinkError, Netlink
 from ..netpol.compile import TABLE as NETPOL_TABLE
 from ..services.compile import TABLE
-from ..services.trace import Table, filter_verdict, parse_listing, trace
+from ..kernel.fakenft import Table
+from ..services.trace import filter_verdict, parse_listing, trace
 from ..model.errors import NOT_FOUND
 from .cluster import EXTERNAL_IP, Lab, LabError
 
@@ -102,7 +103,7 @@ def trace_connection(lab: Lab, source: str, dest: str, port: int, protocol: str)
         node, local, src = pod["node"], False, pod["ip"]
     tables = NodeTables(lab)
     listed = tables.get(node, "ip", TABLE)
-    table = listed if listed is not None else Table()
+    table = listed if listed is not None else Table(f"ip {TABLE}")
     node_ips = {nodes[node]["ip"], *(statuses.get(node) or {}).get("loadBalancerIPs", [])}
     t = trace(table, src, protocol.lower(), dst, port, node_ips, local)
     pods = {p["ip"]: p for p in lab.pods() if p["ip"]}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..model.labels import matches
 from ..model.netpol import Peer, Rule
-from ..services.ruleset import BaseChain, Ruleset, merge
+from ..kernel.nftables import BaseChain, Ruleset, merge
 from .evaluate import PodInfo, World, peer_matches, resolve_port, selecting
 
 TABLE = "gingham-netpol"

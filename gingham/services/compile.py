@@ -19,7 +19,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from ..model.services import Endpoint, Service, ServicePort, usable
-from .ruleset import BaseChain, Ruleset, merge
+from ..kernel.nftables import BaseChain, Ruleset, merge
 
 TABLE = "gingham-services"
 MASQ_MARK = "0x4000"

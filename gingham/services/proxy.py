@@ -14,11 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
+from ..kernel.nftables import Ruleset, Transaction, diff, full, merge
 from ..model.services import Endpoint, Service
-from . import ruleset
 from .compile import TABLE, NodeContext, base_ruleset, compile_service, is_shared
-from .ruleset import merge
-from .ruleset import Ruleset
 
 SHARED = ("hairpin",)
 Shared = tuple[str, str]  # ("chain", name) or (set name, element)
@@ -27,7 +25,7 @@ Shared = tuple[str, str]  # ("chain", name) or (set name, element)
 @dataclass
 class ServiceProxy:
     ctx: NodeContext
-    run: Callable[[str], None]
+    run: Callable[[Transaction], None]  # kernel.nft.run, or a FakeNft's
     base: Ruleset | None = None
     inputs: dict[str, tuple[Service, tuple[Endpoint, ...]]] = field(default_factory=dict)
     fragments: dict[str, Ruleset] = field(default_factory=dict)
@@ -35,7 +33,7 @@ class ServiceProxy:
     full_sync: bool = True
 
     def sync(self, services: Mapping[str, Service] | list[Service], endpoints: Mapping[str, list[Endpoint]],
-             changed: set[str] | None = None) -> str:
+             changed: set[str] | None = None) -> Transaction:
         """Brings the kernel to the given state; `changed` (keys) narrows the comparison when known.
         `services` is a list, or a mapping by key (what an agent keeps, so it is not rebuilt).
 
@@ -68,24 +66,22 @@ class ServiceProxy:
             delta.subtract(self._count(self.fragments[k] for k in updates if k in self.fragments))
         try:
             if whole:
-                full = Ruleset(base.family, base.table, base.base, dict(base.chains), dict(base.maps), dict(base.sets),
-                               {c: dict(e) for c, e in base.elements.items()})
+                table = base.copy()
                 for k, kept in self.fragments.items():
                     if k not in updates:
-                        merge(full, kept)
+                        merge(table, kept)
                 for _, frag in updates.values():
                     if frag is not None:
-                        merge(full, frag)
-                script = ruleset.full(full)
+                        merge(table, frag)
+                tx = full(table)
             else:
                 assert self.base is not None  # not `whole`
-                made, dropped = self._shared_diff(delta, [f for _, f in updates.values() if f is not None])
-                parts = [made, ruleset.diff(self.base, base)]
+                tx, dropped = self._shared_diff(delta, [f for _, f in updates.values() if f is not None])
+                tx.extend(diff(self.base, base))
                 for k, (_, frag) in updates.items():
-                    parts.append(ruleset.diff(self._own(self.fragments.get(k)), self._own(frag)))
-                parts.append(dropped)
-                script = "".join(parts)
-            self.run(script)
+                    tx.extend(diff(self._own(self.fragments.get(k)), self._own(frag)))
+                tx.extend(dropped)
+            self.run(tx)
         except Exception:
             self.full_sync = True
             raise
@@ -104,7 +100,7 @@ class ServiceProxy:
             else:
                 self.inputs[k], self.fragments[k] = inp, frag
         self.base, self.full_sync = base, False
-        return script
+        return tx
 
     @staticmethod
     def _own(frag: Ruleset | None) -> Ruleset:
@@ -123,14 +119,10 @@ class ServiceProxy:
                 c.update((name, k) for k in f.elements.get(name, {}))
         return c
 
-    def _shared_diff(self, delta: Counter[Shared], frags: list[Ruleset]) -> tuple[str, str]:
+    def _shared_diff(self, delta: Counter[Shared], frags: list[Ruleset]) -> tuple[Transaction, Transaction]:
         """What the change makes (written first: the Services' elements point at its chains)
         and what it leaves unused (written last, after the elements that pointed at it)."""
-        t = f"ip {TABLE}"
-        decls: list[str] = []
-        made: list[str] = []
-        flushes: list[str] = []
-        dropped: list[str] = []
+        decls, made, unused_elements, unused, dropped = (Transaction("ip", TABLE) for _ in range(5))
         rules = {n: r for f in frags for n, r in f.chains.items() if is_shared(n)}
         for key, d in delta.items():
             was = self.shared.get(key, 0) > 0
@@ -138,13 +130,13 @@ class ServiceProxy:
             kind, name = key
             if kind == "chain":
                 if now and not was:  # every chain is declared before any rule can jump to it
-                    decls.append(f"add chain {t} {name}")
-                    made += [f"add rule {t} {name} {r}" for r in rules[name]]
+                    decls.add_chain(name)
+                    made.add_rules(name, rules[name])
                 elif was and not now:
-                    flushes.append(f"flush chain {t} {name}")
-                    dropped.append(f"delete chain {t} {name}")
+                    unused.flush_chain(name)
+                    dropped.delete_chain(name)
             elif now and not was:
-                made.append(f"add element {t} {kind} {{ {name} }}")
+                made.add_element(kind, name)
             elif was and not now:
-                flushes.insert(0, f"delete element {t} {kind} {{ {name} }}")
-        return "".join(x + "\n" for x in decls + made), "".join(x + "\n" for x in flushes + dropped)
+                unused_elements.delete_element(kind, name)
+        return decls.extend(made), unused_elements.extend(unused).extend(dropped)

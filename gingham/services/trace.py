@@ -1,8 +1,8 @@
-"""The Services table as a value, and a packet tracer over it (kube-proxy's, in Python).
+"""A packet tracer over the Services table (kube-proxy's, in Python).
 
-`Table` holds one nft table's chains and maps and executes the statements gingham writes,
-refusing what the kernel would refuse (`Refused`): tests feed it the compiler's scripts,
-and `parse_listing` fills it from `nft list table` so that the live kernel can be traced.
+It walks a `kernel.fakenft.Table`: one that `FakeNft` built from the compiler's transactions
+(tests), or one `parse_listing` filled from `nft list table`, so that the live kernel can be
+traced.
 
 `trace()` walks a new connection through the base chains in hook order and tells what
 the kernel does with it: every endpoint the DNAT can choose, a drop or a reject, whether
@@ -18,13 +18,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from ..kernel.fakenft import Refused, Table
 from .compile import TABLE
-
-TARGET = re.compile(r"\b(?:goto|jump) (\S+)")
-
-
-class Refused(Exception):
-    """A statement the kernel would refuse (a dangling jump, deleting what is not there...)."""
 
 
 class UnknownRule(Exception):
@@ -34,63 +29,6 @@ class UnknownRule(Exception):
 def _check(ok: bool, what: str) -> None:
     if not ok:
         raise Refused(what)
-
-
-class Table:
-    """One table's chains (rules as text) and maps/sets (key -> value, "" for sets)."""
-
-    def __init__(self, table: str = f"ip {TABLE}") -> None:
-        self.t = table
-        self.containers: dict[str, dict[str, str]] = {}
-        self.chains: dict[str, list[str]] = {}
-
-    def referenced(self) -> set[str]:
-        refs = {m for rules in self.chains.values() for r in rules for m in TARGET.findall(r)}
-        return refs | {m for c in self.containers.values() for v in c.values() for m in TARGET.findall(v)}
-
-    def run(self, script: str) -> None:
-        for line in script.splitlines():
-            self.line(line)
-        _check(self.referenced() <= set(self.chains), "a verdict names a chain that does not exist")
-
-    def line(self, line: str) -> None:
-        verb, kind, rest = line.split(" ", 2)
-        _check(rest == self.t or rest.startswith(self.t + " "), line)
-        rest = rest[len(self.t) + 1:]
-        name, _, body = rest.partition(" ")
-        if kind == "table":
-            if verb == "delete":
-                self.containers, self.chains = {}, {}
-        elif kind in ("map", "set"):
-            if verb == "add":
-                self.containers.setdefault(name, {})
-            else:
-                del self.containers[name]
-        elif kind == "chain":
-            if verb == "add":
-                _check(name not in self.chains or body == "", line)  # a base chain is declared once
-                self.chains.setdefault(name, [])
-            elif verb == "flush":
-                self.chains[name] = []
-            else:
-                _check(self.chains.pop(name) == [], f"{line}: not empty")
-                _check(name not in self.referenced(), f"{line}: still pointed at")
-        elif kind == "rule":
-            _check(all(t in self.chains for t in TARGET.findall(body)), line)
-            self.chains[name].append(body)
-        elif kind == "element":
-            items = body.strip().removeprefix("{").removesuffix("}").strip().split(", ")
-            c = self.containers[name]
-            for item in items:
-                key, _, value = item.partition(" : ")
-                if verb == "add":
-                    _check(all(t in self.chains for t in TARGET.findall(value)), line)
-                    c[key] = value
-                else:
-                    _check(key in c, f"{line}: no such element")
-                    del c[key]
-        else:
-            raise Refused(f"unexpected statement {line!r}")
 
 
 # `nft list` prints some expressions otherwise than gingham writes them
@@ -123,7 +61,7 @@ def parse_listing(text: str, table: str = f"ip {TABLE}") -> Table:
             if m[1] == "chain":
                 t.chains[m[2]] = []
             else:
-                t.containers[m[2]] = {}
+                t.containers[m[2]], t.kinds[m[2]] = {}, m[1]
             continue
         if line == "}":
             block = None

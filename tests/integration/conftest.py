@@ -35,13 +35,27 @@ def _state() -> dict[str, set[str]]:
     }
 
 
+def _left(before: dict[str, set[str]]) -> dict[str, list[str]]:
+    after = _state()
+    return {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
+
+
+_SHARED: list[object] = []  # the fixtures shared_lab made; their modules are checked whole
+
+
 @pytest.fixture(autouse=True)
-def no_leftovers() -> Iterator[None]:
-    """Fails a test that leaves a namespace, link, nft table, process or cgroup behind."""
+def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails a test that leaves a namespace, link, nft table, process or cgroup behind.
+
+    A test on a module's shared lab is checked with its module instead (the lab outlives
+    each test on purpose): shared_lab compares the machine before `lab up` and after `lab
+    down`, so whatever such a test leaves still fails the module."""
+    if "lab" in request.fixturenames and any(getattr(request.module, "lab", None) is f for f in _SHARED):
+        yield
+        return
     before = _state()
     yield
-    after = _state()
-    left = {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
+    left = _left(before)
     if left:
         pytest.fail(f"test left these behind: {left}")
 
@@ -184,20 +198,24 @@ def host_cleanup() -> Iterator[Callable[[str], None]]:
 def shared_lab(name: str, files: Callable[[object], list[str]]) -> Callable[..., object]:
     """A module-scoped lab for tests that share one (`files` gets a tmp_path_factory).
 
-    The module's tests then skip the per-test leftover check (the lab outlives each test on
-    purpose); `lab down` at the end of the module removes everything, and the other modules'
-    checks still see what might remain.
+    The tests that use it are checked for leftovers together: the machine after `lab down`
+    at the end of the module must be as it was before `lab up`.
     """
     from gingham.lab.cluster import Lab
 
     @pytest.fixture(scope="module")
     def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+        before = _state()
         lab = Lab(f"{name}{RUN_ID}")
         try:
             lab.up(files(tmp_path_factory))
             yield lab
         finally:
             lab.down()
+        left = _left(before)
+        if left:
+            pytest.fail(f"the module's shared lab, or a test on it, left these behind: {left}")
+    _SHARED.append(lab)
     return lab
 
 

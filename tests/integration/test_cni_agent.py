@@ -11,7 +11,7 @@ from gingham.cni.runtime import Attachment, Runtime
 from gingham.cni.shim import DEFAULT_SOCKET
 
 from .conftest import probe_from
-from .test_cni_plugins import allocations, bridge_plugin, net_of
+from ..helpers.cni import allocations, bridge_plugin, net_of
 
 
 def test_shims_use_the_agent_then_fall_back(netns, cni, unique, host_cleanup, servers, tmp_path):

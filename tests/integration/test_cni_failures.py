@@ -16,7 +16,7 @@ from gingham.cni import invoke, spec
 from gingham.cni.runtime import Attachment, Runtime
 from gingham.cni.spec import CNIError
 
-from .test_cni_plugins import allocations, bridge_plugin, bridge_ports, net_of
+from ..helpers.cni import allocations, bridge_plugin, bridge_ports, net_of
 
 
 def call(cni, plugin: str, conf: dict | bytes, netns: str, command: str = "ADD", cid: str = "bad") -> CNIError:
@@ -169,3 +169,4 @@ def test_plugins_killed_mid_add_then_gc_leak_nothing(netns, cni, unique, host_cl
         time.sleep(0.05)
     assert host_links() - links_before - {br} == set()
     assert bridge_ports(br) == []
+

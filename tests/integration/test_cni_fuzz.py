@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..mutations import mutate, time_limit
-from .test_cni_plugins import allocations
+from ..helpers.mutations import mutate, time_limit
+from ..helpers.cni import allocations
 
 pytestmark = pytest.mark.root
 CODES = {1, 2, 3, 4, 5, 6, 7, 8, 11, 50, 51}  # the spec's (8: libcni's ErrInvalidNetNS)

@@ -15,7 +15,7 @@ import pytest
 from gingham.cni.runtime import Attachment, Runtime
 
 from .conftest import have_reference, in_ns, probe_from
-from .test_cni_plugins import allocations, bridge_plugin, bridge_ports, net_of
+from ..helpers.cni import allocations, bridge_plugin, bridge_ports, net_of
 
 pytestmark = pytest.mark.skipif(not have_reference(), reason="the reference plugins are not installed in /usr/lib/cni")
 

@@ -10,29 +10,11 @@ import sys
 import pytest
 
 from gingham.cni import spec
-from gingham.cni.runtime import Attachment, Network, Runtime
+from gingham.cni.runtime import Attachment, Runtime
 from gingham.cni.spec import CNIError
 
+from ..helpers.cni import allocations, bridge_plugin, bridge_ports, net_of
 from .conftest import in_ns, probe_from
-
-
-def bridge_plugin(br: str, subnet: str, data: str, bridge_type: str = "gingham-bridge",
-                  ipam_type: str = "gingham-host-local", routes: list[dict[str, str]] | None = None,
-                  **extra: object) -> dict[str, object]:
-    return {"type": bridge_type, "bridge": br, "isGateway": True, **extra,
-            "ipam": {"type": ipam_type, "ranges": [[{"subnet": subnet}]], "dataDir": data,
-                     "routes": [{"dst": "0.0.0.0/0"}] if routes is None else routes}}
-
-
-def net_of(name: str, plugins: list[dict[str, object]], version: str = "1.1.0") -> Network:
-    return Network.parse(json.dumps({"cniVersion": version, "name": name, "plugins": plugins}).encode())
-
-
-def allocations(data: str, net: str) -> list[str]:
-    d = os.path.join(data, net)
-    if not os.path.isdir(d):
-        return []
-    return sorted(n for n in os.listdir(d) if n != "lock" and not n.startswith("last_reserved_ip"))
 
 
 def ns_addrs(ns: str, ifname: str = "eth0") -> list[str]:
@@ -43,12 +25,6 @@ def ns_addrs(ns: str, ifname: str = "eth0") -> list[str]:
 def ns_routes(ns: str) -> list[tuple[str, str | None, str]]:
     out = json.loads(in_ns(ns, "ip", "-j", "route", "show").stdout)
     return sorted((r["dst"], r.get("gateway"), r["dev"]) for r in out)
-
-
-def bridge_ports(br: str) -> list[str]:
-    out = json.loads(subprocess.run(["ip", "-j", "link", "show", "master", br], capture_output=True,
-                                    text=True).stdout or "[]")
-    return [link["ifname"] for link in out]
 
 
 @pytest.mark.parametrize("version", spec.SUPPORTED_VERSIONS)

@@ -19,7 +19,7 @@ import pytest
 from gingham.cni import install
 
 from .oci import busybox_layout
-from .test_cni_plugins import allocations, bridge_ports
+from ..helpers.cni import allocations, bridge_ports
 
 pytestmark = [pytest.mark.containerd,
               pytest.mark.skipif(not shutil.which("containerd") or not shutil.which("runc")
@@ -74,7 +74,7 @@ def containerd(tmp_path):
 
 def write_conflist(br: str, data: str, mapping: bool) -> str:
     plugins = [{"type": "gingham-bridge", "bridge": br, "isGateway": True, "ipMasq": True, "hairpinMode": True,
-                "ipam": {"type": "gingham-host-local", "dataDir": data, "ranges": [[{"subnet": "10.66.0.0/24"}]],
+                "ipam": {"type": "gingham-host-local", "dataDir": data, "ranges": [[{"subnet": "10.22.66.0/24"}]],
                          "routes": [{"dst": "0.0.0.0/0"}]}},
                {"type": "gingham-portmap", "capabilities": {"portMappings": True}},
                {"type": "gingham-loopback"}]
@@ -117,16 +117,16 @@ def test_ctr_run_cni_with_gingham_plugins(containerd, unique, host_cleanup, serv
         write_conflist(br, data, mapping=False)
         procs.append(containerd.run("c2", "sh", "-c", web.format(n="c2")))
         ip2 = wait_for_ip(containerd, "c2")
-        assert ip1 != ip2 and ip1.startswith("10.66.0.") and ip2.startswith("10.66.0.")
+        assert ip1 != ip2 and ip1.startswith("10.22.66.") and ip2.startswith("10.22.66.")
 
         # container <-> container, container -> host, host -> container
         assert containerd.exec("c2", "sh", "-c", RETRY.format(f"wget -qO- http://{ip1}/")).strip() == "c1"
         assert containerd.exec("c1", "sh", "-c", RETRY.format(f"wget -qO- http://{ip2}/")).strip() == "c2"
         servers.start(None, "the-host", tcp=(19999,))
-        assert containerd.exec("c1", "sh", "-c", "nc 10.66.0.1 19999 </dev/null").strip() == "the-host"
+        assert containerd.exec("c1", "sh", "-c", "nc 10.22.66.1 19999 </dev/null").strip() == "the-host"
         assert http_get(f"http://{ip2}/") == "c2"
         # the hostPort mapping, from the host's address and from localhost
-        assert http_get("http://10.66.0.1:18090/") == "c1"
+        assert http_get("http://10.22.66.1:18090/") == "c1"
         assert http_get("http://127.0.0.1:18090/") == "c1"
         assert len(allocations(data, "gingham-ctr")) == 2
     finally:
@@ -140,7 +140,7 @@ def test_ctr_run_cni_with_gingham_plugins(containerd, unique, host_cleanup, serv
     listing = subprocess.run(["nft", "list", "table", "inet", "gingham-hostport"], capture_output=True, text=True).stdout
     assert "18090" not in listing
     masq = subprocess.run(["nft", "list", "map", "inet", "gingham-bridge", "masq4"], capture_output=True, text=True).stdout
-    assert "10.66.0." not in masq
+    assert "10.22.66." not in masq
     os.unlink(conf)
     for p in installed:
         os.unlink(p)

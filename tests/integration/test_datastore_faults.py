@@ -18,7 +18,7 @@ from gingham.lab.cluster import Lab
 from gingham.model import registry as reg
 
 from .conftest import slice_of
-from .test_lab import from_ns, manifest
+from ..helpers.lab import from_ns, manifest
 
 pytestmark = pytest.mark.root
 

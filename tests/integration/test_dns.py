@@ -12,7 +12,7 @@ import pytest
 from gingham.lab.cluster import Lab
 
 from .conftest import RUN_ID, shared_lab
-from .test_lab import manifest
+from ..helpers.lab import manifest
 
 pytestmark = pytest.mark.skipif(not shutil.which("dig"), reason="dig (bind9-dnsutils) is not installed")
 
@@ -81,11 +81,6 @@ spec: {type: ExternalName, externalName: docs.example.org}
 
 lab = shared_lab("d", lambda tmp_path_factory: [manifest(tmp_path_factory.mktemp("dns"), CLUSTER)])
 
-
-@pytest.fixture(autouse=True)
-def no_leftovers():
-    """This module's tests share one lab; see conftest.shared_lab."""
-    yield
 
 
 def dig(lab: Lab, *args: str, pod: str = "shop/client") -> str:

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -16,15 +15,10 @@ import pytest
 
 from gingham.kernel import netns
 from gingham.lab.cluster import Lab, LabError
-from gingham.lab.probe import probe
 from gingham.model.manifest import ManifestError
 
+from ..helpers.lab import from_ns, manifest
 
-
-def manifest(tmp_path, body: str, name: str = "cluster.yaml") -> str:
-    p = tmp_path / name
-    p.write_text(textwrap.dedent(body))
-    return str(p)
 
 
 def cluster_yaml(overlay: str, nodes: int = 3) -> str:
@@ -43,11 +37,6 @@ def cluster_yaml(overlay: str, nodes: int = 3) -> str:
         metadata: {{name: t}}
         spec: {{nodes: {nodes}, overlay: {overlay}}}
         """ + pods
-
-
-def from_ns(path: str, host: str, port: int, proto: str = "TCP", timeout: float = 2.0) -> str | None:
-    with netns.entered(path):
-        return probe(host, port, proto, timeout)
 
 
 def peer_seen_by(lab: Lab, server: str, client: str, port: int = 9000) -> str:

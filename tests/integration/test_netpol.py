@@ -26,11 +26,6 @@ EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "netpo
 lab = shared_lab("n", lambda tmp_path_factory: [EXAMPLE])
 
 
-@pytest.fixture(autouse=True)
-def no_leftovers():
-    """This module's tests share one lab; see conftest.shared_lab."""
-    yield
-
 
 def apply(lab: Lab, tmp_path, body: str, name: str = "policy.yaml") -> str:
     path = tmp_path / name

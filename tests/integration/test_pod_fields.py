@@ -12,7 +12,7 @@ import pytest
 from gingham.lab.cluster import Lab
 
 from .conftest import RUN_ID, probe_from, shared_lab
-from .test_lab import manifest
+from ..helpers.lab import manifest
 
 pytestmark = pytest.mark.root
 FLAG = f"/tmp/gingham-probe-{RUN_ID}"
@@ -77,11 +77,6 @@ spec: {{clusterIP: None, publishNotReadyAddresses: true, selector: {{app: web}},
 
 lab = shared_lab("pf", lambda tmp_path_factory: [manifest(tmp_path_factory.mktemp("pf"), CLUSTER)])
 
-
-@pytest.fixture(autouse=True)
-def no_leftovers():
-    """This module's tests share one lab; see conftest.shared_lab."""
-    yield
 
 
 def ready(lab: Lab, name: str) -> bool:

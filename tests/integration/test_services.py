@@ -19,7 +19,7 @@ from gingham.kernel import netns
 from gingham.lab.cluster import Lab, LabError
 
 from .conftest import shared_lab, slice_of
-from .test_lab import from_ns, manifest
+from ..helpers.lab import from_ns, manifest
 
 CLUSTER = """
 apiVersion: gingham.dev/v1alpha1
@@ -142,11 +142,6 @@ spec:
 
 lab = shared_lab("s", lambda tmp_path_factory: [manifest(tmp_path_factory.mktemp("svc"), CLUSTER)])
 
-
-@pytest.fixture(autouse=True)
-def no_leftovers():
-    """This module's tests share one lab; see conftest.shared_lab."""
-    yield
 
 
 def svc_info(lab: Lab, name: str) -> dict:

@@ -12,32 +12,35 @@ import os
 import subprocess
 
 from gingham.model.services import Endpoint
-from gingham.services import ruleset
+from gingham.kernel.fakenft import FakeNft, Table
+from gingham.kernel.nftables import Transaction, full
 from gingham.services.compile import compile_services
 from gingham.services.proxy import ServiceProxy
-from gingham.services.trace import Table, parse_listing, trace
+from gingham.services.compile import TABLE
+from gingham.services.trace import parse_listing, trace
 
-from ..unit.test_services_trace import CTX, FLOWS, LOCAL, NODE_IPS, REMOTE1, world
+from ..helpers.services_world import CTX, FLOWS, LOCAL, NODE_IPS, REMOTE1, world
 
 
 def kernel_table(ns: str) -> Table:
-    out = subprocess.run(["ip", "netns", "exec", os.path.basename(ns), "nft", "list", "table", "ip",
-                          "gingham-services"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["ip", "netns", "exec", os.path.basename(ns), "nft", "list", "table", "ip", TABLE],
+                         capture_output=True, text=True, check=True).stdout
     return parse_listing(out)
 
 
-def apply(ns: str, script: str) -> None:
-    subprocess.run(["ip", "netns", "exec", os.path.basename(ns), "nft", "-f", "-"], input=script, text=True,
+def apply(ns: str, tx: Transaction) -> None:
+    subprocess.run(["ip", "netns", "exec", os.path.basename(ns), "nft", "-f", "-"], input=str(tx), text=True,
                    check=True)
 
 
 def test_the_kernel_holds_what_the_model_holds(netns):
     ns = netns("nft")
     services, eps = world()
-    script = ruleset.full(compile_services(CTX, services, eps))
-    apply(ns, script)
-    model = Table()
-    model.run(script)
+    tx = full(compile_services(CTX, services, eps))
+    apply(ns, tx)
+    kernel = FakeNft()
+    kernel.run(tx)
+    model = kernel.table("ip", TABLE)
     live = kernel_table(ns)
     assert live.chains == model.chains
     assert live.containers == model.containers
@@ -49,11 +52,14 @@ def test_the_kernel_holds_what_the_model_holds(netns):
 
 def test_partial_syncs_leave_the_kernel_where_the_model_is(netns):
     ns = netns("nft")
-    model = Table()
+    kernel = FakeNft()
 
-    def run(script: str) -> None:
-        apply(ns, script)
-        model.run(script)
+    def run(tx: Transaction) -> None:
+        apply(ns, tx)
+        kernel.run(tx)
+
+    def model() -> Table:
+        return kernel.table("ip", TABLE)
     proxy = ServiceProxy(CTX, run)
     services, eps = world()
     proxy.sync(services, eps)
@@ -63,8 +69,8 @@ def test_partial_syncs_leave_the_kernel_where_the_model_is(netns):
     for step in ({**eps, key: []}, moved, eps):
         proxy.sync(services, step)
         live = kernel_table(ns)
-        assert live.chains == model.chains and live.containers == model.containers
+        assert live.chains == model().chains and live.containers == model().containers
     proxy.sync([s for s in services if not s.key.endswith(("/web", "/sticky"))], eps)
     live = kernel_table(ns)
-    assert live.chains == model.chains and live.containers == model.containers
+    assert live.chains == model().chains and live.containers == model().containers
     assert trace(live, "10.244.0.9", "tcp", "10.96.0.30", 80, NODE_IPS).dnat == [f"{LOCAL}:8080"]

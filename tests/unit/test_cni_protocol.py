@@ -95,6 +95,10 @@ def test_version_lists_what_the_plugin_speaks():
 def test_del_and_check_print_nothing_on_success():
     out, rc = dispatch({**ENV, "CNI_COMMAND": "DEL"}, b'{"cniVersion":"1.1.0","name":"n"}', Echo())
     assert (out, rc) == (b"", 0)
+    prev = {"cniVersion": "1.1.0", "ips": [{"address": "10.0.0.2/24"}]}
+    check = {"cniVersion": "1.1.0", "name": "n", "prevResult": prev}
+    out, rc = dispatch({**ENV, "CNI_COMMAND": "CHECK"}, json.dumps(check).encode(), Echo())
+    assert (out, rc) == (b"", 0)
 
 
 def test_runtime_injects_only_declared_capabilities():

@@ -25,7 +25,7 @@ from gingham.model.errors import ManifestError
 from gingham.services.allocate import Ranges
 from gingham.sources.cache import Cache
 
-from ..mutations import mutate, time_limit
+from ..helpers.mutations import mutate, time_limit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXTRA = """

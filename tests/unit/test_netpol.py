@@ -6,18 +6,16 @@ import pytest
 
 from gingham.model.netpol import NetpolError, parse_policy
 from gingham.netpol.compile import compile_netpol
-from gingham.netpol.evaluate import PodInfo, World, evaluate
+from gingham.netpol.evaluate import World, evaluate
 
-PORTS = (("serve-80-tcp", "TCP", 80), ("serve-81-tcp", "TCP", 81), ("serve-80-udp", "UDP", 80))
-PODS = [PodInfo(ns, p, {"pod": p}, f"10.244.{i}.{j + 2}", f"node-{j + 1}", PORTS)
-        for i, ns in enumerate("xyz") for j, p in enumerate("abc")]
-NS = {"x": {"ns": "x"}, "y": {"ns": "y"}, "z": {"ns": "z"}}
+from ..helpers.netpol_world import NODES, NS, PODS
+
 IP = {p.key: p.ip for p in PODS}
 
 
 def world(*specs):
     pols = [parse_policy(ns, f"p{i}", {"spec": spec}) for i, (ns, spec) in enumerate(specs)]
-    return World(PODS, NS, pols, {"node-1": "192.168.200.11", "node-2": "192.168.200.12", "node-3": "192.168.200.13"})
+    return World(PODS, NS, pols, NODES)
 
 
 def ok(w, src, dst, port=80, proto="TCP"):
@@ -77,7 +75,8 @@ def test_ports_named_ranges_protocols():
 def test_ip_block_with_except_applies_to_pods():
     w = world(("x", {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.244.0.0/16",
                                                                           "except": ["10.244.1.0/24"]}}]}]}))
-    assert ok(w, "z/a", "x/a") and not ok(w, "y/a", "x/a")
+    assert ok(w, "z/a", "x/a") and ok(w, "z/c", "x/a")   # node-1's and node-3's pods
+    assert not ok(w, "y/b", "x/a") and not ok(w, "z/b", "x/a")  # node-2's 10.244.1.0/24 is excepted
 
 
 def test_explanations_name_the_policy_and_rule():

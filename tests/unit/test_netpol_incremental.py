@@ -9,7 +9,7 @@ from gingham.model.netpol import parse_policy
 from gingham.netpol.compile import NetpolCompiler, compile_netpol
 from gingham.netpol.evaluate import PodInfo, World
 
-from .test_netpol_trace import NODES, NS, PODS, policy, spec_of
+from ..helpers.netpol_world import NODES, NS, PODS, policy, spec_of
 
 relabel = st.tuples(st.just("relabel"), st.integers(0, len(PODS) - 1),
                     st.sampled_from([{}, {"pod": "a"}, {"pod": "b"}, {"pod": "c", "extra": "1"}]))

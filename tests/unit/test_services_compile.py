@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from gingham.model.services import Endpoint, ServiceError, parse_service
-from gingham.services import ruleset
+from gingham.kernel.nftables import diff, full
 from gingham.services.compile import NodeContext, compile_services
 
 CTX = NodeContext("node-1", "192.168.200.11", "10.244.0.0/16", "10.96.0.0/16")
@@ -50,6 +50,14 @@ def test_no_endpoints_rejects_and_makes_no_chain():
 def test_not_ready_endpoints_are_skipped_and_terminating_are_a_fallback():
     rs = compile_services(CTX, [svc()], {"default/web": [ep("10.244.1.2", ready=False)]})
     assert "10.96.0.20 . tcp . 80" in rs.elements["no-endpoint-services"]
+    ending = Endpoint("10.244.2.2", "node-2", "default/ending", False, True, True, (("", "TCP", 8080),))
+    gone = Endpoint("10.244.3.2", "node-2", "default/gone", False, False, True, (("", "TCP", 8080),))
+    rs = compile_services(CTX, [svc()], {"default/web": [ep("10.244.1.2", ready=False), ending, gone]})
+    # no ready endpoint: the serving one that is terminating takes the traffic (kube-proxy's fallback)
+    assert rs.elements["service-ips"]["10.96.0.20 . tcp . 80"] == "goto balance-tcp-1"
+    assert rs.elements["tcp-endpoints"] == {"10.96.0.20 . 80 . 0": "10.244.2.2 . 8080"}
+    rs = compile_services(CTX, [svc()], {"default/web": [ep("10.244.1.9"), ending]})
+    assert rs.elements["tcp-endpoints"] == {"10.96.0.20 . 80 . 0": "10.244.1.9 . 8080"}  # a ready one wins
 
 
 def test_session_affinity_uses_a_timed_set_per_endpoint():
@@ -93,10 +101,10 @@ def test_diff_touches_only_what_changed():
                          {"default/web": [ep("10.244.1.2")], "default/api": [ep("10.244.1.9")]})
     b = compile_services(CTX, [svc(), svc("api", clusterIP="10.96.0.21")],
                          {"default/web": [ep("10.244.1.2"), ep("10.244.2.2")], "default/api": [ep("10.244.1.9")]})
-    d = ruleset.diff(a, b)
+    d = str(diff(a, b))
     assert "10.96.0.20" in d and "10.96.0.21" not in d and "10.244.1.9" not in d
-    assert "delete table" not in d and ruleset.diff(b, b) == ""
-    assert ruleset.full(b).startswith("add table ip gingham-services\ndelete table ip gingham-services\n")
+    assert "delete table" not in d and not diff(b, b)
+    assert str(full(b)).startswith("add table ip gingham-services\ndelete table ip gingham-services\n")
 
 
 @pytest.mark.parametrize("spec,field", [
@@ -117,21 +125,31 @@ def test_malformed_services_name_the_field(spec, field):
 
 
 def test_countdown_numgen_gives_every_endpoint_the_same_chance():
-    """The rule `numgen random mod (k - i) == 0` at position i, taken in order, is uniform."""
+    """A ClientIP-affinity Service picks its endpoint with `numgen random mod n == 0 goto ...`
+    rules taken in order (the last one unconditional): each endpoint's chance, read from the
+    compiled rules, is 1/k."""
+    import re
     from fractions import Fraction
     for k in range(1, 9):
-        left, chances = Fraction(1), []
-        for i in range(k):
-            p = Fraction(1, k - i) if i < k - 1 else Fraction(1)
-            chances.append(left * p)
+        eps = [ep(f"10.244.1.{i + 2}") for i in range(k)]
+        rs = compile_services(CTX, [svc(sessionAffinity="ClientIP")], {"default/web": eps})
+        chain = rs.elements["service-ips"]["10.96.0.20 . tcp . 80"].removeprefix("goto ")
+        picks = [r for r in rs.chains[chain] if not r.startswith("ip saddr @affinity-")]
+        left, chances = Fraction(1), {}
+        for rule in picks:
+            m = re.fullmatch(r"(?:numgen random mod (\d+) == 0 )?goto (\S+)", rule)
+            assert m, rule
+            p = Fraction(1, int(m[1])) if m[1] else Fraction(1)
+            chances[m[2]] = left * p
             left -= left * p
-        assert chances == [Fraction(1, k)] * k
+        assert left == 0 and len(chances) == k
+        assert set(chances.values()) == {Fraction(1, k)}
 
 
 def test_proxy_rewrites_only_the_changed_service():
     from gingham.services.proxy import ServiceProxy
     scripts = []
-    proxy = ServiceProxy(CTX, scripts.append)
+    proxy = ServiceProxy(CTX, lambda tx: scripts.append(str(tx)))
     web, api = svc(), svc("api", clusterIP="10.96.0.21")
     eps = {"default/web": [ep("10.244.1.2")], "default/api": [ep("10.244.1.9")]}
     proxy.sync([web, api], eps)

@@ -1,4 +1,4 @@
-"""The proxy's partial syncs, checked against a model of the kernel table (services.trace.Table).
+"""The proxy's partial syncs, checked against a model of the kernel (kernel.fakenft.FakeNft).
 
 Property: after any sequence of Service changes written as partial syncs, the table
 equals the one a full sync of the last state writes, and no statement on the way was one
@@ -10,12 +10,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gingham.kernel.fakenft import FakeNft
+from gingham.kernel.nftables import full
 from gingham.model.services import Endpoint, parse_service
-from gingham.services import ruleset
 from gingham.services.compile import NodeContext, compile_services
 from gingham.services.proxy import ServiceProxy
-
-from gingham.services.trace import Table
 
 CTX = NodeContext("node-1", "192.168.200.11", "10.244.0.0/16", "10.96.0.0/16")
 SHAPES = [
@@ -61,12 +60,11 @@ def world(picked):
 @settings(max_examples=150, deadline=None)
 @given(st.lists(state, min_size=1, max_size=6))
 def test_partial_syncs_end_where_a_full_sync_does(steps):
-    kernel = Table()
+    kernel = FakeNft()
     proxy = ServiceProxy(CTX, kernel.run)
     for picked in steps:
         services, eps = world(picked)
         proxy.sync(services, eps)
-        expected = Table()
-        expected.run(ruleset.full(compile_services(CTX, services, eps)))
-        assert kernel.chains == expected.chains
-        assert kernel.containers == expected.containers
+        expected = FakeNft()
+        expected.run(full(compile_services(CTX, services, eps)))
+        assert kernel.dump() == expected.dump()

@@ -15,6 +15,7 @@ import os
 from ...records import record
 from ...kernel import netns, nft, sysctl
 from ...kernel.links import LinkError, Netlink
+from ...kernel.nftables import BaseChain, Transaction, quote
 from .. import config as cfg
 from .. import invoke, spec
 from ..skel import CmdArgs
@@ -103,43 +104,29 @@ def _chain_for(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     return "masq-" + hashlib.sha256(str(net).encode()).hexdigest()[:12]
 
 
-def masq_script(owner: str, ips: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]) -> str:
+def masq_script(owner: str, ips: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]) -> Transaction:
     """One transaction that ensures the table and maps each pod address to its subnet's chain."""
-    lines = [
-        f"add table inet {MASQ_TABLE}",
-        f"add map inet {MASQ_TABLE} masq4 {{ type ipv4_addr : verdict; }}",
-        f"add map inet {MASQ_TABLE} masq6 {{ type ipv6_addr : verdict; }}",
-        f"add chain inet {MASQ_TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}",
-        f"flush chain inet {MASQ_TABLE} postrouting",
-        f"add rule inet {MASQ_TABLE} postrouting ip saddr vmap @masq4",
-        f"add rule inet {MASQ_TABLE} postrouting ip6 saddr vmap @masq6",
-    ]
+    tx = (Transaction("inet", MASQ_TABLE).add_table()
+          .add_map("masq4", "type ipv4_addr : verdict").add_map("masq6", "type ipv6_addr : verdict")
+          .add_chain("postrouting", BaseChain("postrouting", "nat", "postrouting", "srcnat")).flush_chain("postrouting")
+          .add_rules("postrouting", ["ip saddr vmap @masq4", "ip6 saddr vmap @masq6"]))
     for iface in ips:
         chain, fam = _chain_for(iface.network), ("ip" if iface.version == 4 else "ip6")
         mcast = "224.0.0.0/4" if iface.version == 4 else "ff00::/8"
-        lines += [
-            f"add chain inet {MASQ_TABLE} {chain}",
-            f"flush chain inet {MASQ_TABLE} {chain}",
-            f"add rule inet {MASQ_TABLE} {chain} {fam} daddr {iface.network} return",
-            f"add rule inet {MASQ_TABLE} {chain} {fam} daddr {mcast} return",
-            f"add rule inet {MASQ_TABLE} {chain} masquerade",
-            f"add element inet {MASQ_TABLE} masq{iface.version} {{ {iface.ip} comment {nft.quote(owner)} : jump {chain} }}",
-        ]
-    return "\n".join(lines) + "\n"
+        (tx.add_chain(chain).flush_chain(chain)
+         .add_rules(chain, [f"{fam} daddr {iface.network} return", f"{fam} daddr {mcast} return", "masquerade"])
+         .add_element(f"masq{iface.version}", str(iface.ip), f"jump {chain}", owner))
+    return tx
 
 
-def spoof_script(owner: str, host_veth: str, mac: str) -> str:
-    t = f"bridge {SPOOF_TABLE}"
-    return "\n".join([
-        f"add table {t}",
-        f"add set {t} ports {{ type ifname; }}",
-        f"add set {t} allowed {{ type ifname . ether_addr; }}",
-        f"add chain {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}",
-        f"flush chain {t} prerouting",
-        f"add rule {t} prerouting iifname @ports iifname . ether saddr != @allowed drop",
-        f"add element {t} ports {{ \"{host_veth}\" comment {nft.quote(owner)} }}",
-        f"add element {t} allowed {{ \"{host_veth}\" . {mac} comment {nft.quote(owner)} }}",
-    ]) + "\n"
+def spoof_script(owner: str, host_veth: str, mac: str) -> Transaction:
+    """The bridge table that drops frames from a pod's port with a source MAC not its own."""
+    return (Transaction("bridge", SPOOF_TABLE).add_table()
+            .add_set("ports", "type ifname").add_set("allowed", "type ifname . ether_addr")
+            .add_chain("prerouting", BaseChain("prerouting", "filter", "prerouting", -300)).flush_chain("prerouting")
+            .add_rule("prerouting", "iifname @ports iifname . ether saddr != @allowed drop")
+            .add_element("ports", quote(host_veth), comment=owner)
+            .add_element("allowed", f"{quote(host_veth)} . {mac}", comment=owner))
 
 
 def _ensure_gateway_addr(host: Netlink, br_index: int, br_name: str,

@@ -13,9 +13,10 @@ the first is validated and has no effect here, the second is refused.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from ...kernel import nft, sysctl
+from ...kernel.nftables import BaseChain, Transaction
+from ...records import record
 from .. import config as cfg
 from .. import spec
 from ..skel import CmdArgs
@@ -27,10 +28,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 TABLE = "gingham-hostport"
-T = f"inet {TABLE}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mapping:
     host_port: int
     container_port: int
@@ -70,37 +70,37 @@ def load(a: CmdArgs) -> tuple[list[Mapping], bool, bool]:
 # masquerade; the reference's default markMasqBit (13). One table serves all networks, so it is fixed.
 MASQ_MARK = "0x2000"
 
-BASE = f"""add table {T}
-add map {T} hostports4 {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
-add map {T} hostports6 {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}
-add map {T} hostip4 {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
-add map {T} hostip6 {{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }}
-add set {T} hairpin4 {{ type ipv4_addr . inet_proto . inet_service; }}
-add set {T} hairpin6 {{ type ipv6_addr . inet_proto . inet_service; }}
-add set {T} local4 {{ type inet_proto . inet_service; }}
-add set {T} all4 {{ type inet_proto . inet_service; }}
-add set {T} all6 {{ type inet_proto . inet_service; }}
-add chain {T} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
-add chain {T} output {{ type nat hook output priority -100; policy accept; }}
-add chain {T} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
-add chain {T} hostports
-flush chain {T} prerouting
-flush chain {T} output
-flush chain {T} postrouting
-flush chain {T} hostports
-add rule {T} prerouting fib daddr type local jump hostports
-add rule {T} output fib daddr type local jump hostports
-add rule {T} hostports ip saddr . meta l4proto . th dport @hairpin4 meta mark set meta mark | {MASQ_MARK}
-add rule {T} hostports ip6 saddr . meta l4proto . th dport @hairpin6 meta mark set meta mark | {MASQ_MARK}
-add rule {T} hostports ip saddr 127.0.0.0/8 meta l4proto . th dport @local4 meta mark set meta mark | {MASQ_MARK}
-add rule {T} hostports meta nfproto ipv4 meta l4proto . th dport @all4 meta mark set meta mark | {MASQ_MARK}
-add rule {T} hostports meta nfproto ipv6 meta l4proto . th dport @all6 meta mark set meta mark | {MASQ_MARK}
-add rule {T} hostports dnat ip to ip daddr . meta l4proto . th dport map @hostip4
-add rule {T} hostports dnat ip to meta l4proto . th dport map @hostports4
-add rule {T} hostports dnat ip6 to ip6 daddr . meta l4proto . th dport map @hostip6
-add rule {T} hostports dnat ip6 to meta l4proto . th dport map @hostports6
-add rule {T} postrouting meta mark & {MASQ_MARK} == {MASQ_MARK} masquerade
-"""
+def base() -> Transaction:
+    """The table, its maps and sets and its chains (the rules made anew: the same for every ADD)."""
+    tx = Transaction("inet", TABLE).add_table()
+    for fam, addr in ((4, "ipv4_addr"), (6, "ipv6_addr")):
+        tx.add_map(f"hostports{fam}", f"type inet_proto . inet_service : {addr} . inet_service")
+        tx.add_map(f"hostip{fam}", f"type {addr} . inet_proto . inet_service : {addr} . inet_service")
+    tx.add_set("hairpin4", "type ipv4_addr . inet_proto . inet_service")
+    tx.add_set("hairpin6", "type ipv6_addr . inet_proto . inet_service")
+    for name in ("local4", "all4", "all6"):
+        tx.add_set(name, "type inet_proto . inet_service")
+    tx.add_chain("prerouting", BaseChain("prerouting", "nat", "prerouting", "dstnat"))
+    tx.add_chain("output", BaseChain("output", "nat", "output", -100))
+    tx.add_chain("postrouting", BaseChain("postrouting", "nat", "postrouting", "srcnat"))
+    tx.add_chain("hostports")
+    for chain in ("prerouting", "output", "postrouting", "hostports"):
+        tx.flush_chain(chain)
+    mark = f"meta mark set meta mark | {MASQ_MARK}"
+    tx.add_rule("prerouting", "fib daddr type local jump hostports")
+    tx.add_rule("output", "fib daddr type local jump hostports")
+    tx.add_rules("hostports", [
+        f"ip saddr . meta l4proto . th dport @hairpin4 {mark}",
+        f"ip6 saddr . meta l4proto . th dport @hairpin6 {mark}",
+        f"ip saddr 127.0.0.0/8 meta l4proto . th dport @local4 {mark}",
+        f"meta nfproto ipv4 meta l4proto . th dport @all4 {mark}",
+        f"meta nfproto ipv6 meta l4proto . th dport @all6 {mark}",
+        "dnat ip to ip daddr . meta l4proto . th dport map @hostip4",
+        "dnat ip to meta l4proto . th dport map @hostports4",
+        "dnat ip6 to ip6 daddr . meta l4proto . th dport map @hostip6",
+        "dnat ip6 to meta l4proto . th dport map @hostports6"])
+    tx.add_rule("postrouting", f"meta mark & {MASQ_MARK} == {MASQ_MARK} masquerade")
+    return tx
 
 
 def container_ips(prev: dict[str, Any]) -> dict[int, str]:
@@ -116,25 +116,26 @@ def container_ips(prev: dict[str, Any]) -> dict[int, str]:
     return out
 
 
-def add_script(owner: str, mappings: list[Mapping], ips: dict[int, str], snat: bool, masq_all: bool) -> str:
-    lines = [BASE]
-    c = f"comment {nft.quote(owner)}"
+def add_script(owner: str, mappings: list[Mapping], ips: dict[int, str], snat: bool, masq_all: bool) -> Transaction:
+    """The base, and each mapping's elements commented with its attachment."""
+    tx = base()
     for m in mappings:
+        port = f"{m.protocol} . {m.host_port}"
         for fam, pod in ips.items():
             if m.host_ip and ipaddress.ip_address(m.host_ip).version != fam:
                 continue
             target = f"{pod} . {m.container_port}"
             if m.host_ip:
-                lines.append(f"add element {T} hostip{fam} {{ {m.host_ip} . {m.protocol} . {m.host_port} {c} : {target} }}")
+                tx.add_element(f"hostip{fam}", f"{m.host_ip} . {port}", target, owner)
             else:
-                lines.append(f"add element {T} hostports{fam} {{ {m.protocol} . {m.host_port} {c} : {target} }}")
+                tx.add_element(f"hostports{fam}", port, target, owner)
             if snat:
-                lines.append(f"add element {T} hairpin{fam} {{ {pod} . {m.protocol} . {m.host_port} {c} }}")
+                tx.add_element(f"hairpin{fam}", f"{pod} . {port}", comment=owner)
                 if fam == 4:
-                    lines.append(f"add element {T} local4 {{ {m.protocol} . {m.host_port} {c} }}")
+                    tx.add_element("local4", port, comment=owner)
             if masq_all:
-                lines.append(f"add element {T} all{fam} {{ {m.protocol} . {m.host_port} {c} }}")
-    return "\n".join(lines) + "\n"
+                tx.add_element(f"all{fam}", port, comment=owner)
+    return tx
 
 
 def _elements() -> list[tuple[str, str, str]]:

@@ -150,12 +150,11 @@ class Netlink:
             link = self.require(name)
         if link.kind != "bridge":
             raise LinkError(f"{name!r} already exists but is not a bridge (it is a {link.kind or 'device'})")
-        if vlan_filtering:
-            import subprocess
-            r = subprocess.run(["ip", "link", "set", name, "type", "bridge", "vlan_filtering", "1"],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                raise LinkError(f"{name}: cannot turn on VLAN filtering: {r.stderr.strip()}")
+        if vlan_filtering:  # `ip link set NAME type bridge vlan_filtering 1`
+            data = rtnl.nested(rtnl.IFLA_INFO_DATA, rtnl.u8(rtnl.IFLA_BR_VLAN_FILTERING, 1))
+            body = rtnl.Rtnl.ifinfo(link.index) + \
+                rtnl.nested(rtnl.IFLA_LINKINFO, rtnl.string(rtnl.IFLA_INFO_KIND, "bridge"), data)
+            self._new(f"turn on VLAN filtering on {name}", body, create=False)
         if promisc:
             self.set(link.index, f"set {name} promisc", promisc=True)
         if not link.up:
@@ -239,11 +238,17 @@ class Netlink:
         except RtnlError as e:
             raise _wrap(e, "set hairpin mode") from e
 
-    def add_port_vlan(self, name: str, vid: int) -> None:
-        import subprocess
-        subprocess.run(["bridge", "vlan", "del", "dev", name, "vid", "1"], capture_output=True)
-        subprocess.run(["bridge", "vlan", "add", "dev", name, "vid", str(vid), "pvid", "untagged"],
-                       check=True, capture_output=True)
+    def add_port_vlan(self, index: int, name: str, vid: int) -> None:
+        """Puts a bridge port in one access VLAN: `vid` untagged and its PVID, instead of the default 1."""
+        try:
+            self.nl.port_vlan(False, index, 1)
+        except RtnlError as e:
+            if e.errno != errno.ENOENT:  # a bridge without VLAN 1 on its ports
+                raise _wrap(e, f"remove VLAN 1 from {name}") from e
+        try:
+            self.nl.port_vlan(True, index, vid, rtnl.BRIDGE_VLAN_INFO_PVID | rtnl.BRIDGE_VLAN_INFO_UNTAGGED)
+        except RtnlError as e:
+            raise _wrap(e, f"put {name} in VLAN {vid}") from e
 
     def wait_oper_up(self, index: int, timeout: float = 2.5) -> bool:
         deadline = time.monotonic() + timeout

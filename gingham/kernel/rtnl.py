@@ -43,6 +43,9 @@ IFLA_NET_NS_FD, IFLA_EXT_MASK = 28, 29
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFLA_BRPORT_MODE = 4  # hairpin
+IFLA_AF_SPEC, IFLA_BRIDGE_VLAN_INFO = 26, 2          # a bridge port's VLANs (family AF_BRIDGE)
+IFLA_BR_VLAN_FILTERING = 7                           # in a bridge's IFLA_INFO_DATA
+BRIDGE_VLAN_INFO_PVID, BRIDGE_VLAN_INFO_UNTAGGED = 0x2, 0x4
 IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING = 1, 3, 4, 7
 IFLA_VXLAN_PORT, IFLA_VXLAN_UDP_CSUM = 15, 18
 RTEXT_FILTER_SKIP_STATS = 1 << 3
@@ -202,6 +205,11 @@ class Rtnl:
 
     def del_link(self, index: int) -> None:
         self.request(RTM_DELLINK, self.ifinfo(index))
+
+    def port_vlan(self, add: bool, index: int, vid: int, flags: int = 0) -> None:
+        """`bridge vlan add|del dev <port> vid <vid> [pvid] [untagged]`: one VLAN of a bridge port."""
+        info = nested(IFLA_AF_SPEC, attr(IFLA_BRIDGE_VLAN_INFO, struct.pack("=HH", flags, vid)))
+        self.request(RTM_SETLINK if add else RTM_DELLINK, self.ifinfo(index, family=AF_BRIDGE) + info)
 
     # -- addresses, routes, neighbours -------------------------------------------
     def dump_addresses(self, family: int = 0) -> list[bytes]:

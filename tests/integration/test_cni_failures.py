@@ -17,6 +17,7 @@ from gingham.cni.runtime import Attachment, Runtime
 from gingham.cni.spec import CNIError
 
 from ..helpers.cni import allocations, bridge_plugin, bridge_ports, net_of
+from .conftest import REF_CNI_DIR
 
 
 def call(cni, plugin: str, conf: dict | bytes, netns: str, command: str = "ADD", cid: str = "bad") -> CNIError:
@@ -170,3 +171,33 @@ def test_plugins_killed_mid_add_then_gc_leak_nothing(netns, cni, unique, host_cl
     assert host_links() - links_before - {br} == set()
     assert bridge_ports(br) == []
 
+
+def test_a_vlan_port_is_made_over_netlink_or_refused_as_the_kernel_refuses_it(netns, cni, unique, host_cleanup):
+    """`vlan` needs a bridge that filters VLANs. Where the kernel can, the pod's port is an access
+    port of that VLAN (PVID, untagged), as `bridge vlan show` reads it; where it cannot (this
+    VM's kernel answers EOPNOTSUPP), ADD is a CNI error naming the step, leaving nothing, and
+    the reference plugin fails on the same kernel."""
+    br = unique("gtv")
+    host_cleanup(br)
+    conf = base(br, cni.data, vlan=5)
+    pod = netns()
+    rt, net = Runtime(cni.path, cni.cache), net_of("failnet", [bridge_plugin(br, "10.22.9.0/30", cni.data, vlan=5)])
+    try:
+        rt.add(net, Attachment("v", pod))
+    except CNIError as e:
+        assert "VLAN" in e.msg + e.details and "not supported" in (e.msg + e.details).lower(), e
+        assert_clean(br, cni.data)
+        ref = dict(conf, type="bridge", ipam={"type": "host-local", "ranges": [[{"subnet": "10.44.9.0/30"}]],
+                                              "dataDir": cni.data})
+        other = unique("gtv")
+        host_cleanup(other)
+        ref["bridge"] = other
+        assert call(cni, os.path.join(REF_CNI_DIR, "bridge"), ref, pod).code  # an absolute path: the reference
+        return
+    (port,) = bridge_ports(br)
+    shown = json.loads(subprocess.run(["bridge", "-j", "vlan", "show", "dev", port], capture_output=True,
+                                      text=True, check=True).stdout)
+    vlans = [v for entry in shown for v in entry["vlans"]]
+    assert vlans == [{"vlan": 5, "flags": ["PVID", "Egress Untagged"]}]
+    rt.delete(net, Attachment("v", pod))
+    assert_clean(br, cni.data)

@@ -87,3 +87,18 @@ def test_an_interrupted_dump_is_asked_again():
 def test_a_missing_link_is_none_not_an_error():
     err = msg(rtnl.NLMSG_ERROR, 1, struct.pack("=i", -errno.ENODEV) + struct.pack("=IHHII", 16, 18, 0, 1, 0))
     assert client([err]).get_link(name="nope") is None
+
+
+def test_a_port_vlan_is_one_af_bridge_message_with_the_kernels_vlan_info():
+    """`bridge vlan add dev P vid 5 pvid untagged`: RTM_SETLINK, family AF_BRIDGE, IFLA_AF_SPEC
+    holding struct bridge_vlan_info {u16 flags; u16 vid}; `del` is RTM_DELLINK of the same."""
+    ack = msg(rtnl.NLMSG_ERROR, 1, struct.pack("=i", 0) + struct.pack("=IHHII", 16, 0, 0, 1, 0))
+    for add, kind in ((True, rtnl.RTM_SETLINK), (False, rtnl.RTM_DELLINK)):
+        c = client([ack])
+        c.port_vlan(add, 9, 5, rtnl.BRIDGE_VLAN_INFO_PVID | rtnl.BRIDGE_VLAN_INFO_UNTAGGED)
+        sent = c.sock.sent[0]
+        assert struct.unpack_from("=H", sent, 4)[0] == kind
+        family, _, index, _, _ = struct.unpack_from("=BxHiII", sent, 16)
+        assert (family, index) == (rtnl.AF_BRIDGE, 9)
+        spec = rtnl.attrs(sent[32:])[rtnl.IFLA_AF_SPEC]
+        assert rtnl.attrs(spec)[rtnl.IFLA_BRIDGE_VLAN_INFO] == struct.pack("=HH", 0x2 | 0x4, 5)

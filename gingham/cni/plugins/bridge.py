@@ -216,7 +216,7 @@ class Bridge:
             if n.hairpin:
                 host.set_hairpin(veth.index, True)
             if n.vlan:
-                host.add_port_vlan(veth.name, n.vlan)
+                host.add_port_vlan(veth.index, veth.name, n.vlan)
             host.set(veth.index, f"bring {veth.name} up", state="up")
         else:  # one netlink message for both
             host.set(veth.index, f"attach {veth.name} to {n.bridge} and bring it up", master=br.index, state="up")

@@ -187,3 +187,21 @@ def test_coredns_names_that_exist_and_names_that_do_not():
     assert core("svc1.shop.svc.cluster.local", "SOA") == ("NOERROR", [], [], ["SOA"])
     for name in ("endpoint.external.shop.svc.cluster.local", "sub.sub.external.shop.svc.cluster.local"):
         assert core(name, "CNAME") == ("NXDOMAIN", [], [], ["SOA"])  # not the ExternalName's
+
+
+def test_before_the_index_is_first_built_answers_are_servfail_and_the_cache_does_not_carry_them_over():
+    """As CoreDNS's kubernetes plugin before its first sync: SERVFAIL (a client retries), never
+    an NXDOMAIN a client would cache; once built, the same query bytes get the record."""
+    from gingham.dns.records import RecordIndex
+    from gingham.dns.server import WireCache
+    current, stats, cache = [RecordIndex()], Stats(), WireCache()
+    query = DNSRecord.question("web.shop.svc.cluster.local", "A")
+    for index in (RecordIndex(), INDEX):
+        current[0] = index
+        out = handle(lambda: current[0], bytes(query.pack()), stats, 512, cache)
+        reply = DNSRecord.parse(out)
+        assert reply.header.id == query.header.id
+        if index is INDEX:
+            assert RCODE.get(reply.header.rcode) == "NOERROR" and str(reply.rr[0].rdata) == "10.96.0.11"
+        else:
+            assert RCODE.get(reply.header.rcode) == "SERVFAIL" and not reply.rr

@@ -17,6 +17,7 @@ import pytest
 
 from gingham.kernel import netns
 from gingham.lab.cluster import Lab, LabError
+from gingham.services.compile import TABLE
 
 from .conftest import shared_lab, slice_of
 from ..helpers.lab import from_ns, manifest
@@ -348,7 +349,7 @@ def test_external_ips_and_internal_traffic_policy_local(lab):
 
 def affinity_entries(lab: Lab, node: str, service: str) -> list[str]:
     ns = os.path.basename(lab.target_netns(f"node/{node}"))
-    out = os.popen(f"ip netns exec {ns} nft -j list sets table ip gingham-services").read()
+    out = os.popen(f"ip netns exec {ns} nft -j list sets table ip {TABLE}").read()
     sets = [x["set"] for x in json.loads(out)["nftables"] if "set" in x and f"/{service}/" in x["set"]["name"]]
     return [name for s in sets for name in [s["name"]] * len(s.get("elem", []))]
 

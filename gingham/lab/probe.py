@@ -21,6 +21,7 @@ def probe(host: str, port: int, protocol: str = "TCP", timeout: float = 2.0, sou
         try:
             if kind == socket.SOCK_STREAM:
                 s.connect((host, port))
+                s.sendall(b"who?\n")  # the workload answers at once instead of after a quiet moment
                 data = b""
                 while not data.endswith(b"\n"):
                     chunk = s.recv(256)

@@ -66,7 +66,7 @@ class ZygoteWorkloads:
         ready = self._ready_file(pod)
         if os.path.exists(ready):
             os.unlink(ready)
-        args = ["--name", pod.name, "--ready", ready]
+        args = ["--name", pod.name, "--namespace", pod.namespace, "--ready", ready]
         for p in pod.ports:
             if p.protocol in ("TCP", "UDP", "SCTP"):
                 args += [f"--{p.protocol.lower()}", str(p.port)]

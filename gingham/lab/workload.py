@@ -1,23 +1,79 @@
-"""The pod workload: answers on every given port with the pod's name (agnhost serve-hostname).
+"""The pod workload: answers on every given port with the pod's name (agnhost serve-hostname),
+and HTTP requests with an echo of the request (the Gateway API conformance echo server's).
 
-TCP: on connect it writes "<name>\\n" and closes. UDP: any datagram gets "<name>\\n" back.
-HTTP (`--http PORT`, the port of an httpGet readinessProbe that is not one of the pod's
-container ports): a request gets "200 OK" and the name, as agnhost netexec's /healthz does.
-Stdlib only and single-threaded (selectors), so a lab of many pods stays light.
+TCP: a connection that sends an HTTP/1.x request gets 200 and a JSON echo: `path` (with the
+query), `host` (the Host header as received), `method`, `proto`, `headers` (canonical names,
+each a list of values), `namespace` and `pod`; with `Date`, `Content-Type`, `Content-Length`
+and `Server`, then the connection closes. Any other connection gets "<name>\\n": at once
+when it sends something else, or after a moment of silence (`QUIET` seconds; the lab's
+probe says "who?" so that it need not wait). UDP: any datagram gets "<name>\\n" back. HTTP
+(`--http PORT`, the port of an httpGet readinessProbe that is not one of the pod's container
+ports): always HTTP. Stdlib only and single-threaded (selectors), so a lab of many pods
+stays light.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import selectors
 import socket
 import sys
+import time
+from email.utils import formatdate
+
+QUIET = 0.15      # seconds a silent TCP client waits for the name
+MAX_REQUEST = 65536
+METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ")
+
+
+def canonical(name: str) -> str:
+    """Go's CanonicalHeaderKey: x-forwarded-for -> X-Forwarded-For."""
+    return "-".join(p[:1].upper() + p[1:].lower() for p in name.split("-"))
+
+
+def could_be_http(buf: bytes) -> bool:
+    return any(m.startswith(buf[:len(m)]) or buf.startswith(m) for m in METHODS)
+
+
+def echo(request: bytes, namespace: str, pod: str) -> bytes:
+    """The response to one HTTP/1.x request (its head, up to the blank line)."""
+    head = request.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    line, *lines = head.split("\r\n")
+    method, _, rest = line.partition(" ")
+    target, _, proto = rest.rpartition(" ")
+    headers: dict[str, list[str]] = {}
+    for h in lines:
+        name, sep, value = h.partition(":")
+        if sep:
+            headers.setdefault(canonical(name.strip()), []).append(value.strip())
+    body = json.dumps({"path": target, "host": headers.get("Host", [""])[0], "method": method, "proto": proto,
+                       "headers": headers, "namespace": namespace, "pod": pod}).encode()
+    return (f"HTTP/1.1 200 OK\r\nDate: {formatdate(usegmt=True)}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nServer: gingham-echo\r\nConnection: close\r\n\r\n").encode() + (
+        b"" if method == "HEAD" else body)
+
+
+def _complete(buf: bytes) -> bool:
+    """A request's head is in, and its body (by Content-Length) too."""
+    head, sep, body = buf.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            try:
+                return len(body) >= int(value.strip())
+            except ValueError:
+                return True
+    return True
 
 
 def serve(name: str, tcp: list[int], udp: list[int], ready: str = "", sctp: list[int] | None = None,
-          http: list[int] | None = None) -> None:
+          http: list[int] | None = None, namespace: str = "") -> None:
     sel = selectors.DefaultSelector()
     reply = (name + "\n").encode()
+    pending: dict[socket.socket, tuple[float, bytes, str]] = {}  # connection -> (deadline, what came, mode)
 
     def listen(kind: int, proto: int, port: int, mode: str) -> None:
         """A dual-stack listener; one-to-one SCTP is served like TCP."""
@@ -30,14 +86,27 @@ def serve(name: str, tcp: list[int], udp: list[int], ready: str = "", sctp: list
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ, mode)
 
+    def finish(conn: socket.socket, out: bytes) -> None:
+        pending.pop(conn, None)
+        try:
+            sel.unregister(conn)
+        except (KeyError, ValueError):
+            pass
+        try:
+            conn.setblocking(True)
+            conn.settimeout(1)
+            conn.sendall(out)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
     for port in tcp:
         listen(socket.SOCK_STREAM, 0, port, "tcp")
     for port in udp:
         listen(socket.SOCK_DGRAM, 0, port, "udp")
     for port in http or []:
         listen(socket.SOCK_STREAM, 0, port, "http")
-    http_reply = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
-        len(reply), reply)
     for port in sctp or []:
         try:
             listen(socket.SOCK_STREAM, socket.IPPROTO_SCTP, port, "tcp")
@@ -48,24 +117,44 @@ def serve(name: str, tcp: list[int], udp: list[int], ready: str = "", sctp: list
         with open(ready, "w") as f:
             f.write("ok")
     while True:
-        for key, _ in sel.select():
+        now = time.monotonic()
+        timeout = max(0.0, min(d for d, _, _ in pending.values()) - now) if pending else None
+        for key, _ in sel.select(timeout):
             s = key.fileobj
             assert isinstance(s, socket.socket)
             try:
                 if key.data in ("tcp", "http"):
                     conn, _ = s.accept()
-                    try:
-                        conn.settimeout(1)
-                        if key.data == "http":
-                            conn.recv(4096)  # the request (its line is all a probe sends)
-                        conn.sendall(http_reply if key.data == "http" else reply)
-                    finally:
-                        conn.close()
+                    conn.setblocking(False)
+                    pending[conn] = (time.monotonic() + (QUIET if key.data == "tcp" else 5.0), b"", key.data)
+                    sel.register(conn, selectors.EVENT_READ, "conn")
+                elif key.data == "conn":
+                    deadline, buf, mode = pending[s]
+                    chunk = s.recv(65536)
+                    buf += chunk
+                    if could_be_http(buf) or mode == "http":
+                        if _complete(buf) or not chunk or len(buf) > MAX_REQUEST:
+                            finish(s, echo(buf, namespace, name) if b"\r\n\r\n" in buf else reply)
+                        else:
+                            pending[s] = (deadline, buf, mode)
+                    else:
+                        finish(s, reply)
                 else:
                     _, addr = s.recvfrom(2048)
                     s.sendto(reply, addr)
             except OSError:
+                if key.data == "conn":
+                    pending.pop(s, None)
+                    try:
+                        sel.unregister(s)
+                    except (KeyError, ValueError):
+                        pass
+                    s.close()
                 continue
+        now = time.monotonic()
+        for conn, (deadline, buf, mode) in list(pending.items()):
+            if now >= deadline:  # a silent client: the name, as serve-hostname answers on connect
+                finish(conn, reply)
 
 
 def zygote() -> None:
@@ -105,6 +194,7 @@ def zygote() -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--name", required=True)
+    p.add_argument("--namespace", default="")
     p.add_argument("--tcp", type=int, action="append", default=[])
     p.add_argument("--udp", type=int, action="append", default=[])
     p.add_argument("--sctp", type=int, action="append", default=[])
@@ -112,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ready", default="")
     a = p.parse_args(argv)
     try:
-        serve(a.name, a.tcp, a.udp, a.ready, a.sctp, a.http)
+        serve(a.name, a.tcp, a.udp, a.ready, a.sctp, a.http, a.namespace)
     except KeyboardInterrupt:
         sys.exit(0)
 

@@ -37,6 +37,7 @@ from . import loadbalancer, overlay
 from .cni_server import CNIServer, warm_up
 from .dns import DNSController
 from .health import HealthServers
+from .ingress import IngressController
 from .metrics import METRICS_PORT, AgentMetrics, serve_metrics
 from .netpol import NetpolController
 from .pods import PodController
@@ -68,6 +69,7 @@ class NodeAgent:
         self.services = ServicesController(node, self.metrics)
         self.netpol = NetpolController(node)
         self.dns = DNSController()
+        self.ingress = IngressController(node, state_dir)
         self.health = HealthServers()
         self.special: set[str] = set()  # LoadBalancer and health-check Services, as last announced
         self.bridge_netfilter = False    # bridged frames through the IP hooks (agent/services.py)
@@ -211,6 +213,11 @@ class NodeAgent:
                 self.health.sync(cache.nodes[self.node].ip, every, svc.endpoints, self.node)
                 self.special = {s.key for s in every if s.type == "LoadBalancer" or s.health_check_node_port}
             self.dns.sync(cache, svc.services, svc.endpoints, touched, changed_pods, full)
+            if full or self.ingress.concerned(changes.get("object", set()), touched):
+                try:
+                    self.ingress.sync(cache.objects, svc.services, svc.endpoints)
+                except RuntimeError as e:  # a refused configuration: the running proxy keeps the last good one
+                    print(f"agent {self.node}: {e}", file=sys.stderr, flush=True)
             if not full:  # a change's slices are in the datastore when `lab apply` returns
                 self.slices.sync(cache, svc.services, svc.endpoints, touched)
         self.write_status()

@@ -15,12 +15,16 @@ from collections import ChainMap
 from typing import Mapping
 
 from ..kernel import conntrack, nft, sysctl
-from ..model.endpoints import EndpointIndex, kube_dns, pod_view
+from ..model.endpoints import EndpointIndex, kube_dns, node_endpoints, pod_view
+from ..model.ingress import SERVICE_NAME, SERVICE_NAMESPACE
 from ..model.services import Endpoint, Service
 from ..services.compile import NodeContext
 from ..services.proxy import ServiceProxy
 from ..sources.cache import Cache, Changes
 from .metrics import AgentMetrics
+
+
+INGRESS_SERVICE = f"{SERVICE_NAMESPACE}/{SERVICE_NAME}"
 
 
 class ServicesController:
@@ -61,7 +65,13 @@ class ServicesController:
                 self.services[key] = svc
             (self.served.add if svc is not None and svc.cluster_ip and not svc.headless else self.served.discard)(key)
         self.services[dns_svc.key] = dns_svc
-        self.endpoints = ChainMap({dns_svc.key: dns_eps}, self.index.endpoints)
+        served_by_nodes = {dns_svc.key: dns_eps}
+        ingress = self.services.get(INGRESS_SERVICE)
+        if ingress is not None:  # every live node's HAProxy (agent/ingress.py)
+            served_by_nodes[INGRESS_SERVICE] = node_endpoints(ingress, {n: v for n, v in nodes.items() if n in alive})
+            if full or "node" in changes or "lease" in changes:
+                touched.add(INGRESS_SERVICE)
+        self.endpoints = ChainMap(served_by_nodes, self.index.endpoints)
         ctx = NodeContext(self.node, nodes[self.node]["ip"], state.cluster.pod_cidr, state.cluster.service_cidr)
         if self.proxy is None or self.proxy.ctx != ctx:
             self.proxy = ServiceProxy(ctx, nft.run)

@@ -83,10 +83,14 @@ COLUMNS = {
     "pods": (["namespace", "name", "ready", "status", "ip", "node"], ["ports", "labels", "limits", "netns"]),
     "services": (["namespace", "name", "type", "clusterIP", "externalIP", "ports"], ["selector"]),
     "endpointslices": (["namespace", "name", "endpoints"], ["service"]),
+    "ingresses": (["namespace", "name", "class", "hosts", "address", "ports"], []),
+    "ingressclasses": (["name", "controller", "default"], []),
 }
 KINDS = {"node": "nodes", "nodes": "nodes", "no": "nodes", "pod": "pods", "pods": "pods", "po": "pods",
          "service": "services", "services": "services", "svc": "services", "endpointslices": "endpointslices",
-         "endpointslice": "endpointslices", "endpoints": "endpointslices", "eps": "endpointslices"}
+         "endpointslice": "endpointslices", "endpoints": "endpointslices", "eps": "endpointslices",
+         "ingress": "ingresses", "ingresses": "ingresses", "ing": "ingresses", "ingressclass": "ingressclasses",
+         "ingressclasses": "ingressclasses"}
 
 
 def cmd_get(a: argparse.Namespace) -> int:
@@ -102,6 +106,14 @@ def cmd_get(a: argparse.Namespace) -> int:
         rows = lab.pods(a.namespace)
     elif kind == "services":
         rows = lab.services(a.namespace)
+    elif kind == "ingresses":
+        from .ingress import ingress_rows
+        rows = ingress_rows(lab.objects(kind, a.namespace))
+    elif kind == "ingressclasses":
+        from ..model.ingress import DEFAULT_CLASS_ANNOTATION
+        rows = [{"name": c["metadata"]["name"], "controller": c.get("spec", {}).get("controller", ""),
+                 "default": str(c["metadata"].get("annotations", {}).get(DEFAULT_CLASS_ANNOTATION) == "true").lower()}
+                for c in lab.objects(kind)]
     else:
         rows = [{"namespace": r["namespace"], "name": r["name"], "service": r["service"],
                  "endpoints": [f"{e['ip']}({e['node']}{'' if e['ready'] else ',notready'})" for e in r["endpoints"]]}
@@ -154,6 +166,25 @@ def cmd_trace(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tls(a: argparse.Namespace) -> int:
+    """A Secret manifest on stdout for `hosts`, signed by the CA kept in --dir (made if missing)."""
+    from ..ingress import certs
+    from ..model.errors import BAD_INPUT
+    from ..model.ingress import IngressError, check_host
+    from .cluster import LabError
+    for i, h in enumerate(a.hosts):
+        try:
+            check_host(h, f"hosts[{i}]")
+        except IngressError as e:
+            raise LabError(str(e), BAD_INPUT) from None
+    ca = certs.lab_ca(a.dir)
+    cert, key = certs.make_cert(a.hosts, ca)
+    sys.stdout.write(certs.secret_manifest(a.namespace, a.secret, cert, key))
+    print(f"gingham lab tls: Secret {a.namespace}/{a.secret} for {', '.join(a.hosts)}, signed by "
+          f"{os.path.join(a.dir, 'ca.crt')} (curl --cacert it)", file=sys.stderr)
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     lab = sub.add_parser("lab", help="a multi-node cluster network on this host, from Kubernetes YAML")
     ls = lab.add_subparsers(dest="lab_cmd", required=True)  # not "cmd": main() dispatches on that
@@ -174,7 +205,8 @@ def add_parser(sub: Any) -> None:
         p = common(ls.add_parser(verb, help=f"{verb} objects in a running lab"))
         p.add_argument("-f", "--file", action="append", required=True)
         p.set_defaults(fn=cmd_apply)
-    p = common(ls.add_parser("get", help="nodes, pods, services or endpointslices (-o wide|json|yaml)"))
+    p = common(ls.add_parser("get", help="nodes, pods, services, endpointslices, ingresses or ingressclasses "
+                                         "(-o wide|json|yaml)"))
     p.add_argument("what", choices=sorted(KINDS))
     p.add_argument("-n", "--namespace", default=None)
     p.set_defaults(fn=cmd_get)
@@ -196,6 +228,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("port", type=int)
     p.add_argument("--protocol", default="TCP", type=str.upper, choices=["TCP", "UDP", "SCTP"])
     p.set_defaults(fn=cmd_trace)
+    p = ls.add_parser("tls", help="a kubernetes.io/tls Secret (YAML on stdout) for some hosts, signed by a lab CA")
+    p.add_argument("hosts", nargs="+", help="DNS names the certificate is for (wildcards like *.example.com too)")
+    p.add_argument("--secret", required=True, help="the Secret's name")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--dir", default=".", help="where the CA is kept (ca.crt, ca.key; made if missing)")
+    p.set_defaults(fn=cmd_tls, name="-", output="table")
 
 
 def run(a: argparse.Namespace) -> int:

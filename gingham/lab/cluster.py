@@ -124,7 +124,8 @@ class Lab:
         from ..model import manifest
         from ..services.allocate import Ranges
         # every document is checked before anything is built
-        parsed = manifest.schedule(manifest.parse(files))
+        from .ingress import with_defaults
+        parsed = with_defaults(manifest.schedule(manifest.parse(files)))
         nodes = self._nodes(parsed.cluster)
         os.makedirs(self.dir, exist_ok=True)
         meta: dict[str, Any] = {"name": self.name, "cluster": parsed.cluster.name, "netns": [], "agents": {},
@@ -345,6 +346,14 @@ class Lab:
         for key, raw in raws.items():
             ns, name = key.split("/", 1)
             out.objects[f"Service/{ns}/{name}"] = Object("Service", ns, name, raw)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for key, o in out.objects.items():  # the API server's creationTimestamp: set once, kept after
+            was = snap.objects.get(reg.object_key(o.kind, o.namespace, o.name), {}).get("metadata", {})
+            meta: dict[str, Any] = o.raw["metadata"] if isinstance(o.raw.get("metadata"), dict) else {}
+            stamp = was.get("creationTimestamp") or now
+            if meta.get("creationTimestamp") != stamp:
+                out.objects[key] = Object(o.kind, o.namespace, o.name,
+                                          {**o.raw, "metadata": {**meta, "creationTimestamp": stamp}})
         return out, ranges
 
     def _holder(self, e: AllocationError, written: dict[str, dict[str, Any]]) -> str:
@@ -514,9 +523,14 @@ class Lab:
         return out
 
     def objects(self, what: str, namespace: str | None = None) -> list[dict[str, Any]]:
-        """`what` (nodes, pods, services, endpointslices) as the Kubernetes API shows them."""
+        """`what` (nodes, pods, services, endpointslices, ingresses, ingressclasses) as the Kubernetes
+        API shows them."""
         from ..model.endpoints import kube_dns
         from . import kube
+        if what in ("ingresses", "ingressclasses"):
+            from . import ingress
+            cache = self.cache(SERVICES + (reg.prefix("Ingress"), reg.prefix("IngressClass")))
+            return ingress.ingress_objects(cache, namespace) if what == "ingresses" else ingress.class_objects(cache)
         if what == "endpointslices":
             cache = self.cache((reg.ENDPOINT_SLICES,))
             return [reg.document(v) for k, v in sorted(cache.raw.items()) if k.startswith(reg.ENDPOINT_SLICES)

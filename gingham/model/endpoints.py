@@ -44,6 +44,12 @@ def kube_dns(state: ClusterState, nodes: dict[str, dict[str, Any]]) -> tuple[Ser
     return svc, eps
 
 
+def node_endpoints(svc: Service, nodes: dict[str, dict[str, Any]]) -> list[Endpoint]:
+    """A Service served by every node itself (the ingress's HAProxy): its ports on each node's address."""
+    ports = tuple((p.name, p.protocol, p.port) for p in svc.ports)
+    return [Endpoint(n["ip"], name, f"node/{name}", ports=ports) for name, n in sorted(nodes.items())]
+
+
 class EndpointIndex:
     def __init__(self) -> None:
         self.endpoints: dict[str, list[Endpoint]] = {}

@@ -10,13 +10,13 @@ import ipaddress
 import math
 import re
 from dataclasses import replace
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
 from . import yamldocs
 from .errors import ManifestError
-
+from .ingress import IngressError, parse_ingress, parse_ingress_class, parse_secret
 from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod, Probe
 from .pool import parse_pool
 from .netpol import NetpolError, parse_policy
@@ -29,6 +29,14 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 KINDS = {
     ("v1", "Namespace"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("v1", "Service"),
     ("networking.k8s.io/v1", "NetworkPolicy"), ("gingham.dev/v1alpha1", "Cluster"),
+    ("networking.k8s.io/v1", "Ingress"), ("networking.k8s.io/v1", "IngressClass"), ("v1", "Secret"),
+}
+CLUSTER_SCOPED = {"Namespace", "IngressClass"}
+
+
+_INGRESS_PARSERS: dict[str, Callable[[str, str, dict[str, Any]], object]] = {
+    "Ingress": parse_ingress, "IngressClass": lambda _ns, name, body: parse_ingress_class(name, body),
+    "Secret": parse_secret,
 }
 
 
@@ -342,7 +350,7 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
         if (api, kind) not in KINDS:
             known = ", ".join(f"{a} {k}" for a, k in sorted(KINDS))
             raise d.error("apiVersion/kind", f"{api} {kind} is not something the lab understands ({known})")
-        ns = d.get("metadata.namespace", str, "default")
+        ns = d.get("metadata.namespace", str, "default") if kind not in CLUSTER_SCOPED else ""
         if kind == "Cluster":
             cluster = _cluster(d)
             if base is not None and cluster != base.cluster:
@@ -351,7 +359,7 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
             state.cluster = cluster
             continue
         name = _name(d) if kind != "Namespace" else _name(d, _DNS1123_LABEL, 63)
-        key = f"{kind}/{ns if kind != 'Namespace' else ''}/{name}"
+        key = f"{kind}/{ns}/{name}"
         if key in seen:
             prev = seen[key]
             raise d.error("metadata.name", f"{kind} {name} is defined twice (also in {prev.file}, document {prev.index})")
@@ -399,6 +407,11 @@ def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterStat
                 try:
                     parse_policy(ns, name, d.body)
                 except NetpolError as e:
+                    raise d.error(e.field, e.msg) from None
+            elif kind in _INGRESS_PARSERS:
+                try:
+                    _INGRESS_PARSERS[kind](ns, name, d.body)
+                except IngressError as e:
                     raise d.error(e.field, e.msg) from None
             state.objects[f"{kind}/{ns}/{name}"] = Object(kind, ns, name, d.body)
     for d, pod in pending_pods:

@@ -55,7 +55,8 @@ RANGE_LB_IPS = ROOT + "ranges/loadbalancerips"
 LEASE_TTL = 3  # seconds: a node whose agent is silent this long is gone for the others
 
 _RESOURCES = {"Service": SERVICES, "NetworkPolicy": ROOT + "networkpolicies/",
-              "Deployment": ROOT + "deployments/", "StatefulSet": ROOT + "statefulsets/"}
+              "Deployment": ROOT + "deployments/", "StatefulSet": ROOT + "statefulsets/",
+              "Ingress": ROOT + "ingress/", "IngressClass": ROOT + "ingressclasses/", "Secret": ROOT + "secrets/"}
 _KINDS = {v: k for k, v in _RESOURCES.items()}
 
 
@@ -94,9 +95,17 @@ class PodStatus:
         return f"{self.namespace}/{self.name}"
 
 
+_CLUSTER_SCOPED = {ROOT + "ingressclasses/"}  # /registry/<resource>/<name>, no namespace
+
+
+def prefix(kind: str) -> str:
+    """Where a kind's objects live: /registry/<resource>/."""
+    return _RESOURCES.get(kind) or f"{ROOT}{kind.lower()}s/"
+
+
 def object_key(kind: str, namespace: str, name: str) -> str:
-    prefix = _RESOURCES.get(kind) or f"{ROOT}{kind.lower()}s/"
-    return f"{prefix}{namespace}/{name}"
+    where = prefix(kind)
+    return f"{where}{name}" if where in _CLUSTER_SCOPED else f"{where}{namespace}/{name}"
 
 
 def pod_key(namespace: str, name: str) -> str:
@@ -291,6 +300,8 @@ def decode_object(key: str, value: bytes) -> Object:
     """Any other namespaced object, kept whole (`raw`) with its kind from the key's resource."""
     d = document(value)
     parts = key[len(ROOT):].split("/")
+    if len(parts) == 2 and ROOT + parts[0] + "/" in _CLUSTER_SCOPED:
+        parts.insert(1, "")
     if len(parts) < 3:
         raise DecodeError(f"{key}: not /registry/<resource>/<namespace>/<name>")
     kind = _KINDS.get(ROOT + "/".join(parts[:-2]) + "/") or d.get("kind")

@@ -1,0 +1,166 @@
+"""The ingress controller's part of the agent: this node's HAProxy, configured from the served Ingresses.
+
+Each node runs one HAProxy (master-worker) in its own network namespace, listening on :80
+and :443, behind the `gingham-system/gingham-ingress` LoadBalancer Service whose endpoints
+are the nodes (a DaemonSet-style ingress). On a change the configuration is compiled again
+(ingress/haproxy.py, pure); when only endpoints moved, the new addresses go into the
+backends' server slots over the runtime API, with no reload; otherwise the files are
+written, checked with `haproxy -c`, and the master is told to reload (SIGUSR2: the new
+worker takes over the listening sockets, the old one finishes its connections). A check
+that fails leaves the running proxy as it was. HAProxy starts with the first served Ingress,
+and outlives an agent restart: the next agent finds it by its pid file and takes it over.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Mapping
+
+from ..ingress.haproxy import ProxyConfig, compile_proxy, runtime_commands
+from ..ingress.routes import build
+from ..model.ingress import (Ingress, IngressClass, IngressError, Secret, parse_ingress, parse_ingress_class,
+                             parse_secret, served_class)
+from ..model.objects import Object
+from ..model.services import Endpoint, Service
+
+KINDS = ("Ingress/", "IngressClass/", "Secret/")
+
+
+def world(objects: Mapping[str, Object]) -> tuple[list[Ingress], dict[str, IngressClass], dict[str, Secret], list[str]]:
+    """The served Ingresses, the classes and Secrets from the datastore's objects, and what was
+    skipped (an object the lab refused would never be there; another writer's might)."""
+    ingresses, classes, secrets, skipped = [], {}, {}, []
+    for key, o in objects.items():
+        try:
+            if o.kind == "Ingress":
+                ingresses.append(parse_ingress(o.namespace, o.name, o.raw))
+            elif o.kind == "IngressClass":
+                classes[o.name] = parse_ingress_class(o.name, o.raw)
+            elif o.kind == "Secret":
+                s = parse_secret(o.namespace, o.name, o.raw)
+                secrets[s.key] = s
+        except IngressError as e:
+            skipped.append(f"{key}: {e}")
+    return [i for i in ingresses if served_class(i, classes)], classes, secrets, skipped
+
+
+class IngressController:
+    def __init__(self, node: str, state_dir: str) -> None:
+        self.node = node
+        self.dir = os.path.join(state_dir, "ingress")
+        self.current: ProxyConfig | None = None
+        self.watched: set[str] = set()   # the Services the routes name: their endpoints matter here
+        self.problems: list[str] = []
+        self.reloads = 0
+        self.runtime_updates = 0
+
+    def concerned(self, objects: set[str], touched: set[str]) -> bool:
+        return any(k.startswith(KINDS) for k in objects) or bool(touched & self.watched)
+
+    def sync(self, objects: Mapping[str, Object], services: Mapping[str, Service],
+             endpoints: Mapping[str, list[Endpoint]]) -> None:
+        served, _, secrets, skipped = world(objects)
+        if not served and self.current is None and self._pid() is None:
+            return
+        table = build(served)
+        self.watched = {f"{r.namespace}/{r.service}" for r in table.backends()}
+        cfg = compile_proxy(table, services, endpoints, secrets, self.dir, self.current)
+        problems = skipped + cfg.problems
+        if problems != self.problems:
+            for p in problems:
+                print(f"agent {self.node}: ingress: {p}", file=sys.stderr, flush=True)
+            self.problems = problems
+        if self.current is not None and cfg.text == self.current.text and self._pid() is not None:
+            return
+        cmds = runtime_commands(self.current, cfg) if self.current is not None and self._pid() else None
+        if cmds is not None:
+            try:
+                self._runtime(cmds)
+                self.current = cfg
+                self.runtime_updates += 1
+                return
+            except OSError as e:  # the socket is gone or refused a command: a reload puts it right
+                print(f"agent {self.node}: ingress: runtime API: {e}; reloading", file=sys.stderr, flush=True)
+        self._write(cfg)
+        self.current = cfg
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def _pid(self) -> int | None:
+        try:
+            with open(self._path("haproxy.pid")) as f:
+                pid = int(f.read().split()[0])
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _write(self, cfg: ProxyConfig) -> None:
+        """Files in place, checked, then HAProxy started or reloaded; a failed check changes nothing."""
+        os.makedirs(self._path("certs"), exist_ok=True)
+        if not os.path.exists(self._path("default.pem")):
+            from ..ingress.certs import make_cert
+            cert, key = make_cert([f"ingress.{self.node}.invalid"])
+            self._put("default.pem", cert + key)
+        staged = self._path("haproxy.cfg.new")
+        with open(staged, "w") as f:
+            f.write(cfg.text)
+        for name, data in cfg.files.items():
+            self._put(name, data)
+        check = subprocess.run(["haproxy", "-c", "-q", "-f", staged], capture_output=True, text=True)
+        if check.returncode != 0:
+            os.unlink(staged)
+            raise RuntimeError(f"ingress: haproxy -c refused the configuration: {check.stderr.strip()[-2000:]}")
+        os.replace(staged, self._path("haproxy.cfg"))
+        pid = self._pid()
+        if pid is None:
+            self._start()
+        else:
+            os.kill(pid, signal.SIGUSR2)
+            self.reloads += 1
+
+    def _put(self, name: str, data: bytes) -> None:
+        path = self._path(name)
+        try:
+            with open(path, "rb") as f:
+                if f.read() == data:
+                    return
+        except OSError:
+            pass
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(data)
+        os.replace(tmp, path)
+
+    def _start(self) -> None:
+        log = open(self._path("haproxy.log"), "ab")
+        subprocess.Popen(["haproxy", "-W", "-f", self._path("haproxy.cfg"), "-p", self._path("haproxy.pid")],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 5
+        while self._pid() is None:  # the pid file is written once the listeners are bound
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ingress: haproxy did not start; see {self._path('haproxy.log')}")
+            time.sleep(0.02)
+
+    def _runtime(self, cmds: list[str]) -> None:
+        """Commands over the admin socket, in one connection; an answer that says a command failed
+        raises (a successful `set server ... addr` answers "IP changed from ...", `state` nothing)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            s.connect(self._path("admin.sock"))
+            s.sendall(("; ".join(cmds) + "\n").encode())
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+        text = out.decode(errors="replace")
+        bad = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("IP changed", "no need to change"))]
+        if bad:
+            raise OSError(f"haproxy answered {' | '.join(bad)[:300]!r}")

@@ -1,0 +1,1 @@
+"""The ingress controller: Ingresses (and Gateway API routes) compiled to an HAProxy configuration."""

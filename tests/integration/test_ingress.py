@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -290,3 +291,41 @@ def test_new_endpoints_go_live_without_a_reload(lab, tmp_path):
     finally:
         lab.delete([more])
     assert wait_for(lambda: {get(lab, "x.wild.example.com", "/")[1]["pod"] for _ in range(6)} == {"api-0"})
+
+
+def test_no_request_fails_while_endpoints_roll_and_the_configuration_reloads(lab, tmp_path):
+    """hey from external for a few seconds while a pod comes and goes (runtime API) and an
+    Ingress comes and goes (reloads): every response is a 200, no connection is refused or cut."""
+    pod = manifest(tmp_path, """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: web-extra, namespace: shop, labels: {app: web}}
+        spec: {nodeName: node-2, containers: [{name: web, ports: [{name: http, containerPort: 8080}]}]}
+        """, name="pod.yaml")
+    other = manifest(tmp_path, """
+        apiVersion: networking.k8s.io/v1
+        kind: Ingress
+        metadata: {name: churn, namespace: shop}
+        spec:
+          rules:
+          - host: churn.example.com
+            http:
+              paths: [{path: /, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}]
+        """, name="ing.yaml")
+    load = subprocess.Popen(["nsenter", f"--net={lab.target_netns('external')}", "hey", "-z", "6s", "-c", "4",
+                             "-host", "shop.example.com", f"http://{address(lab)}/"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(0.5)
+        for step in range(2):
+            lab.apply([pod])
+            lab.apply([other])
+            time.sleep(0.5)
+            lab.delete([pod])
+            lab.delete([other])
+            time.sleep(0.5)
+    finally:
+        out, _ = load.communicate(timeout=30)
+    codes = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
+    assert list(codes) == ["200"] and int(codes["200"]) > 100, out
+    assert "Error distribution" not in out, out

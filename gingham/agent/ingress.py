@@ -21,32 +21,15 @@ import sys
 import time
 from typing import Mapping
 
+from ..ingress.gateway import service_name
+from ..model.ingress import SERVICE_NAMESPACE
 from ..ingress.haproxy import ProxyConfig, compile_proxy, runtime_commands
+from ..ingress.objects import gateway_world, parse_objects
 from ..ingress.routes import build
-from ..model.ingress import (Ingress, IngressClass, IngressError, Secret, parse_ingress, parse_ingress_class,
-                             parse_secret, served_class)
 from ..model.objects import Object
 from ..model.services import Endpoint, Service
 
-KINDS = ("Ingress/", "IngressClass/", "Secret/")
-
-
-def world(objects: Mapping[str, Object]) -> tuple[list[Ingress], dict[str, IngressClass], dict[str, Secret], list[str]]:
-    """The served Ingresses, the classes and Secrets from the datastore's objects, and what was
-    skipped (an object the lab refused would never be there; another writer's might)."""
-    ingresses, classes, secrets, skipped = [], {}, {}, []
-    for key, o in objects.items():
-        try:
-            if o.kind == "Ingress":
-                ingresses.append(parse_ingress(o.namespace, o.name, o.raw))
-            elif o.kind == "IngressClass":
-                classes[o.name] = parse_ingress_class(o.name, o.raw)
-            elif o.kind == "Secret":
-                s = parse_secret(o.namespace, o.name, o.raw)
-                secrets[s.key] = s
-        except IngressError as e:
-            skipped.append(f"{key}: {e}")
-    return [i for i in ingresses if served_class(i, classes)], classes, secrets, skipped
+KINDS = ("Ingress/", "IngressClass/", "Secret/", "GatewayClass/", "Gateway/", "HTTPRoute/", "ReferenceGrant/")
 
 
 class IngressController:
@@ -63,14 +46,17 @@ class IngressController:
         return any(k.startswith(KINDS) for k in objects) or bool(touched & self.watched)
 
     def sync(self, objects: Mapping[str, Object], services: Mapping[str, Service],
-             endpoints: Mapping[str, list[Endpoint]]) -> None:
-        served, _, secrets, skipped = world(objects)
-        if not served and self.current is None and self._pid() is None:
+             endpoints: Mapping[str, list[Endpoint]], namespaces: Mapping[str, dict[str, str]]) -> None:
+        objs = parse_objects(objects)
+        gateways = gateway_world(objs, services, namespaces)
+        if not objs.ingresses and not gateways.gateways and self.current is None and self._pid() is None:
             return
-        table = build(served)
-        self.watched = {f"{r.namespace}/{r.service}" for r in table.backends()}
-        cfg = compile_proxy(table, services, endpoints, secrets, self.dir, self.current)
-        problems = skipped + cfg.problems
+        table = build(objs.ingresses)
+        self.watched = {f"{r.namespace}/{r.service}" for r in table.backends()} | {
+            f"{b.namespace}/{b.name}" for r in gateways.routes for rule in r.rules for b in rule.backends} | {
+            f"{SERVICE_NAMESPACE}/{service_name(g.namespace, g.name)}" for g in gateways.gateways.values()}
+        cfg = compile_proxy(table, services, endpoints, objs.secrets, self.dir, self.current, gateways)
+        problems = objs.skipped + cfg.problems
         if problems != self.problems:
             for p in problems:
                 print(f"agent {self.node}: ingress: {p}", file=sys.stderr, flush=True)
@@ -113,10 +99,11 @@ class IngressController:
             f.write(cfg.text)
         for name, data in cfg.files.items():
             self._put(name, data)
-        check = subprocess.run(["haproxy", "-c", "-q", "-f", staged], capture_output=True, text=True)
-        if check.returncode != 0:
-            os.unlink(staged)
-            raise RuntimeError(f"ingress: haproxy -c refused the configuration: {check.stderr.strip()[-2000:]}")
+        check = subprocess.run(["haproxy", "-c", "-f", staged], capture_output=True, text=True)
+        if check.returncode != 0:  # kept beside the running one, for a person to read
+            os.replace(staged, self._path("haproxy.cfg.refused"))
+            why = " | ".join(ln for ln in (check.stdout + check.stderr).splitlines() if "ALERT" in ln)
+            raise RuntimeError(f"ingress: haproxy -c refused the configuration (see haproxy.cfg.refused): {why[-2000:]}")
         os.replace(staged, self._path("haproxy.cfg"))
         pid = self._pid()
         if pid is None:

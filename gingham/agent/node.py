@@ -215,7 +215,8 @@ class NodeAgent:
             self.dns.sync(cache, svc.services, svc.endpoints, touched, changed_pods, full)
             if full or self.ingress.concerned(changes.get("object", set()), touched):
                 try:
-                    self.ingress.sync(cache.objects, svc.services, svc.endpoints)
+                    self.ingress.sync(cache.objects, svc.services, svc.endpoints,
+                                      {n: ns.labels for n, ns in cache.namespaces.items()})
                 except RuntimeError as e:  # a refused configuration: the running proxy keeps the last good one
                     print(f"agent {self.node}: {e}", file=sys.stderr, flush=True)
             if not full:  # a change's slices are in the datastore when `lab apply` returns

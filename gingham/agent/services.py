@@ -16,15 +16,12 @@ from typing import Mapping
 
 from ..kernel import conntrack, nft, sysctl
 from ..model.endpoints import EndpointIndex, kube_dns, node_endpoints, pod_view
-from ..model.ingress import SERVICE_NAME, SERVICE_NAMESPACE
+from ..model.ingress import served_by_nodes
 from ..model.services import Endpoint, Service
 from ..services.compile import NodeContext
 from ..services.proxy import ServiceProxy
 from ..sources.cache import Cache, Changes
 from .metrics import AgentMetrics
-
-
-INGRESS_SERVICE = f"{SERVICE_NAMESPACE}/{SERVICE_NAME}"
 
 
 class ServicesController:
@@ -37,6 +34,7 @@ class ServicesController:
         self.proxy: ServiceProxy | None = None  # what the kernel holds, for partial syncs
         self.udp_ips: dict[str, set[str]] = {}
         self.endpoints: Mapping[str, list[Endpoint]] = {}
+        self.proxied_by_nodes: set[str] = set()  # Services whose endpoints are the nodes (model/ingress.py)
 
     def sync(self, cache: Cache, changes: Changes, full: bool, alive: set[str]) -> tuple[set[str], set[str]]:
         """One pass; (the Services touched, the pods changed), for the controllers that follow."""
@@ -56,7 +54,7 @@ class ServicesController:
         if full or "node" in changes or self.proxy is None:
             touched.add(dns_svc.key)
         if full:
-            self.services, self.served = dict(cache.services), set()
+            self.services, self.served, self.proxied_by_nodes = dict(cache.services), set(), set()
         for key in changed_svcs:
             svc = cache.services.get(key)
             if svc is None:
@@ -64,14 +62,16 @@ class ServicesController:
             else:
                 self.services[key] = svc
             (self.served.add if svc is not None and svc.cluster_ip and not svc.headless else self.served.discard)(key)
+            (self.proxied_by_nodes.add if svc is not None and served_by_nodes(svc.namespace, svc.name, svc.selector is not None)
+             else self.proxied_by_nodes.discard)(key)
         self.services[dns_svc.key] = dns_svc
-        served_by_nodes = {dns_svc.key: dns_eps}
-        ingress = self.services.get(INGRESS_SERVICE)
-        if ingress is not None:  # every live node's HAProxy (agent/ingress.py)
-            served_by_nodes[INGRESS_SERVICE] = node_endpoints(ingress, {n: v for n, v in nodes.items() if n in alive})
+        by_nodes = {dns_svc.key: dns_eps}
+        live = {n: v for n, v in nodes.items() if n in alive}
+        for key in self.proxied_by_nodes:  # the ingress's and the Gateways' HAProxy on every live node
+            by_nodes[key] = node_endpoints(self.services[key], live)
             if full or "node" in changes or "lease" in changes:
-                touched.add(INGRESS_SERVICE)
-        self.endpoints = ChainMap(served_by_nodes, self.index.endpoints)
+                touched.add(key)
+        self.endpoints = ChainMap(by_nodes, self.index.endpoints)
         ctx = NodeContext(self.node, nodes[self.node]["ip"], state.cluster.pod_cidr, state.cluster.service_cidr)
         if self.proxy is None or self.proxy.ctx != ctx:
             self.proxy = ServiceProxy(ctx, nft.run)

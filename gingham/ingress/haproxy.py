@@ -27,6 +27,9 @@ from typing import Mapping
 
 from ..model.ingress import Secret, tls_pair_error
 from ..model.services import Endpoint, Service, ServicePort, usable
+from .gateway import World
+from .quoting import quote
+from .gateway_proxy import compile_gateways
 from .routes import BackendRef, Route, RouteTable
 
 NOT_FOUND = "gingham-not-found"
@@ -41,11 +44,6 @@ class ProxyConfig:
     files: dict[str, bytes]             # name (relative to the directory) -> content
     servers: dict[str, list[str]]       # backend -> "ip:port" per slot ("" for an empty one)
     problems: list[str] = field(default_factory=list)  # routes to nothing, unusable Secrets, conflicts
-
-
-def quote(s: str) -> str:
-    """A double-quoted HAProxy word: backslash, quote and `$` (environment expansion) escaped."""
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
 def _service_port(svc: Service, port: int | str) -> ServicePort | None:
@@ -111,8 +109,10 @@ def _wildcard_regex(pattern: str) -> str:
 
 
 def compile_proxy(table: RouteTable, services: Mapping[str, Service], endpoints: Mapping[str, list[Endpoint]],
-                  secrets: Mapping[str, Secret], directory: str, previous: ProxyConfig | None = None) -> ProxyConfig:
-    """The configuration; `previous` (what runs now) keeps each server in its slot."""
+                  secrets: Mapping[str, Secret], directory: str, previous: ProxyConfig | None = None,
+                  gateways: World | None = None) -> ProxyConfig:
+    """The configuration; `previous` (what runs now) keeps each server in its slot; `gateways`
+    (attached) adds their frontends (gateway_proxy.py)."""
     problems = list(table.conflicts)
     head = [
         "# written by the gingham agent from the Ingresses it serves: do not edit",
@@ -193,8 +193,13 @@ def compile_proxy(table: RouteTable, services: Mapping[str, Service], endpoints:
         files[name] = secret.data["tls.crt"].rstrip(b"\n") + b"\n" + secret.data["tls.key"].rstrip(b"\n") + b"\n"
         crt_list.append(f"{directory}/{name} [alpn h2,http/1.1] {' '.join(hosts)}")
     files["certs.list"] = "".join(line + "\n" for line in crt_list).encode()
-    text = "\n".join(head + backends(True)) + "\n"
-    skeleton = "\n".join(head + backends(False)) + "\n"
+    tail: list[str] = []
+    if gateways is not None:
+        tail, gw_files, gw_problems = compile_gateways(gateways, endpoints, directory)
+        files.update(gw_files)
+        problems += gw_problems
+    text = "\n".join(head + backends(True) + tail) + "\n"
+    skeleton = "\n".join(head + backends(False) + tail) + "\n"
     return ProxyConfig(text, skeleton, files, servers, list(dict.fromkeys(problems)))
 
 

@@ -85,12 +85,17 @@ COLUMNS = {
     "endpointslices": (["namespace", "name", "endpoints"], ["service"]),
     "ingresses": (["namespace", "name", "class", "hosts", "address", "ports"], []),
     "ingressclasses": (["name", "controller", "default"], []),
+    "gatewayclasses": (["name", "controller", "accepted"], []),
+    "gateways": (["namespace", "name", "class", "address", "programmed"], []),
+    "httproutes": (["namespace", "name", "hostnames", "accepted"], []),
 }
 KINDS = {"node": "nodes", "nodes": "nodes", "no": "nodes", "pod": "pods", "pods": "pods", "po": "pods",
          "service": "services", "services": "services", "svc": "services", "endpointslices": "endpointslices",
          "endpointslice": "endpointslices", "endpoints": "endpointslices", "eps": "endpointslices",
          "ingress": "ingresses", "ingresses": "ingresses", "ing": "ingresses", "ingressclass": "ingressclasses",
-         "ingressclasses": "ingressclasses"}
+         "ingressclasses": "ingressclasses", "gatewayclass": "gatewayclasses", "gatewayclasses": "gatewayclasses",
+         "gc": "gatewayclasses", "gateway": "gateways", "gateways": "gateways", "gtw": "gateways",
+         "httproute": "httproutes", "httproutes": "httproutes"}
 
 
 def cmd_get(a: argparse.Namespace) -> int:
@@ -109,6 +114,9 @@ def cmd_get(a: argparse.Namespace) -> int:
     elif kind == "ingresses":
         from .ingress import ingress_rows
         rows = ingress_rows(lab.objects(kind, a.namespace))
+    elif kind in ("gatewayclasses", "gateways", "httproutes"):
+        from .ingress import gateway_rows
+        rows = gateway_rows(kind, lab.objects(kind, a.namespace))
     elif kind == "ingressclasses":
         from ..model.ingress import DEFAULT_CLASS_ANNOTATION
         rows = [{"name": c["metadata"]["name"], "controller": c.get("spec", {}).get("controller", ""),

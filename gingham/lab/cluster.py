@@ -313,7 +313,8 @@ class Lab:
                 raise LabError(f"lab {self.name}: the datastore does not answer ({e})") from None
             base = snap.cache.state()
             if delete:
-                gone = manifest.parse(files, ClusterState(base.cluster))
+                from .ingress import with_gateway_services
+                gone = with_gateway_services(manifest.parse(files, ClusterState(base.cluster)))
                 keys = [reg.object_key(o.kind, o.namespace, o.name) for o in gone.objects.values()]
                 self.store.fetch(snap, keys)
                 new = ClusterState(base.cluster, dict(base.namespaces),
@@ -323,7 +324,8 @@ class Lab:
                     if key.startswith(reg.SERVICES):
                         ranges.release(key[len(reg.SERVICES):], doc)
             else:
-                new = manifest.schedule(manifest.parse(files, base))
+                from .ingress import with_gateway_services
+                new = with_gateway_services(manifest.schedule(manifest.parse(files, base)))
                 self.store.fetch(snap, [reg.object_key(o.kind, o.namespace, o.name) for o in new.objects.values()])
                 new, ranges = self._allocate(new, snap)
             ok, rev = self.store.commit(snap, reg.spec_keys(new, snap.cache.nodes), ranges)
@@ -343,9 +345,10 @@ class Lab:
         except AllocationError as e:
             raise LabError(f"refused: {self._holder(e, services)}", BAD_INPUT) from None
         out = ClusterState(state.cluster, state.namespaces, state.pods, dict(state.objects))
+        from .ingress import pin_gateway_ports
         for key, raw in raws.items():
             ns, name = key.split("/", 1)
-            out.objects[f"Service/{ns}/{name}"] = Object("Service", ns, name, raw)
+            out.objects[f"Service/{ns}/{name}"] = Object("Service", ns, name, pin_gateway_ports(raw))
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for key, o in out.objects.items():  # the API server's creationTimestamp: set once, kept after
             was = snap.objects.get(reg.object_key(o.kind, o.namespace, o.name), {}).get("metadata", {})
@@ -531,6 +534,12 @@ class Lab:
             from . import ingress
             cache = self.cache(SERVICES + (reg.prefix("Ingress"), reg.prefix("IngressClass")))
             return ingress.ingress_objects(cache, namespace) if what == "ingresses" else ingress.class_objects(cache)
+        if what in ("gatewayclasses", "gateways", "httproutes"):
+            from . import ingress
+            kinds = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "Secret")
+            cache = self.cache(SERVICES + (reg.NAMESPACES,) + tuple(reg.prefix(k) for k in kinds))
+            kind = {"gatewayclasses": "GatewayClass", "gateways": "Gateway", "httproutes": "HTTPRoute"}[what]
+            return ingress.gateway_objects(cache, kind, namespace)
         if what == "endpointslices":
             cache = self.cache((reg.ENDPOINT_SLICES,))
             return [reg.document(v) for k, v in sorted(cache.raw.items()) if k.startswith(reg.ENDPOINT_SLICES)

@@ -45,8 +45,8 @@ def kube_dns(state: ClusterState, nodes: dict[str, dict[str, Any]]) -> tuple[Ser
 
 
 def node_endpoints(svc: Service, nodes: dict[str, dict[str, Any]]) -> list[Endpoint]:
-    """A Service served by every node itself (the ingress's HAProxy): its ports on each node's address."""
-    ports = tuple((p.name, p.protocol, p.port) for p in svc.ports)
+    """A Service served by every node itself (the ingress's HAProxy): its target ports on each node's address."""
+    ports = tuple((p.name, p.protocol, p.target_port if isinstance(p.target_port, int) else p.port) for p in svc.ports)
     return [Endpoint(n["ip"], name, f"node/{name}", ports=ports) for name, n in sorted(nodes.items())]
 
 

@@ -27,6 +27,13 @@ DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 # the LoadBalancer Service in front of every node's HAProxy (the lab makes it; its endpoints are the nodes)
 SERVICE_NAMESPACE, SERVICE_NAME = "gingham-system", "gingham-ingress"
+GATEWAY_SERVICE_PREFIX = "gw-"  # and one per Gateway, gw-<namespace>-<name> (ingress/gateway.py)
+
+
+def served_by_nodes(namespace: str, name: str, has_selector: bool) -> bool:
+    """The Services whose endpoints are the nodes' HAProxy: the ingress's and each Gateway's."""
+    return namespace == SERVICE_NAMESPACE and not has_selector and (
+        name == SERVICE_NAME or name.startswith(GATEWAY_SERVICE_PREFIX))
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _HOST = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")

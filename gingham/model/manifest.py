@@ -16,6 +16,7 @@ import yaml
 
 from . import yamldocs
 from .errors import ManifestError
+from .gateway import parse_gateway, parse_gateway_class, parse_http_route, parse_reference_grant
 from .ingress import IngressError, parse_ingress, parse_ingress_class, parse_secret
 from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod, Probe
 from .pool import parse_pool
@@ -30,13 +31,17 @@ KINDS = {
     ("v1", "Namespace"), ("v1", "Pod"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("v1", "Service"),
     ("networking.k8s.io/v1", "NetworkPolicy"), ("gingham.dev/v1alpha1", "Cluster"),
     ("networking.k8s.io/v1", "Ingress"), ("networking.k8s.io/v1", "IngressClass"), ("v1", "Secret"),
+    ("gateway.networking.k8s.io/v1", "GatewayClass"), ("gateway.networking.k8s.io/v1", "Gateway"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"), ("gateway.networking.k8s.io/v1", "ReferenceGrant"),
+    ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"),
 }
-CLUSTER_SCOPED = {"Namespace", "IngressClass"}
+CLUSTER_SCOPED = {"Namespace", "IngressClass", "GatewayClass"}
 
 
 _INGRESS_PARSERS: dict[str, Callable[[str, str, dict[str, Any]], object]] = {
     "Ingress": parse_ingress, "IngressClass": lambda _ns, name, body: parse_ingress_class(name, body),
-    "Secret": parse_secret,
+    "Secret": parse_secret, "GatewayClass": lambda _ns, name, body: parse_gateway_class(name, body),
+    "Gateway": parse_gateway, "HTTPRoute": parse_http_route, "ReferenceGrant": parse_reference_grant,
 }
 
 

@@ -56,7 +56,9 @@ LEASE_TTL = 3  # seconds: a node whose agent is silent this long is gone for the
 
 _RESOURCES = {"Service": SERVICES, "NetworkPolicy": ROOT + "networkpolicies/",
               "Deployment": ROOT + "deployments/", "StatefulSet": ROOT + "statefulsets/",
-              "Ingress": ROOT + "ingress/", "IngressClass": ROOT + "ingressclasses/", "Secret": ROOT + "secrets/"}
+              "Ingress": ROOT + "ingress/", "IngressClass": ROOT + "ingressclasses/", "Secret": ROOT + "secrets/",
+              "GatewayClass": ROOT + "gatewayclasses/", "Gateway": ROOT + "gateways/",
+              "HTTPRoute": ROOT + "httproutes/", "ReferenceGrant": ROOT + "referencegrants/"}
 _KINDS = {v: k for k, v in _RESOURCES.items()}
 
 
@@ -95,7 +97,7 @@ class PodStatus:
         return f"{self.namespace}/{self.name}"
 
 
-_CLUSTER_SCOPED = {ROOT + "ingressclasses/"}  # /registry/<resource>/<name>, no namespace
+_CLUSTER_SCOPED = {ROOT + "ingressclasses/", ROOT + "gatewayclasses/"}  # /registry/<resource>/<name>, no namespace
 
 
 def prefix(kind: str) -> str:

@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from ..cni.runtime import Network
-from ..kernel import nft
+from ..kernel import nft, sysctl
 from ..kernel.links import Netlink
 from ..kernel.nftables import BaseChain, Transaction, quote
 from ..model.objects import Cluster
@@ -50,6 +50,9 @@ def program_node(cluster: Cluster, node: str, alive: dict[str, dict[str, Any]], 
     with Netlink() as nl:  # a real node reaches ClusterIPs through its default route; a lab node has none
         nl.add_route(cluster.service_cidr, nl.require(UPLINK).index, scope=253, replace=True)
     nft.run(node_nat(cluster.pod_cidr))
+    # a node forwards Service traffic (NodePort, LoadBalancer) to pods on other nodes even before
+    # a pod of its own made the bridge plugin turn forwarding on
+    sysctl.write("net.ipv4.ip_forward", 1)
     conf_path = os.path.join(state_dir, "cni.conflist")
     raw = json.dumps(conflist(me["podCIDR"], plan.pod_mtu, os.path.join(state_dir, "ipam")), indent=1)
     if not os.path.exists(conf_path) or open(conf_path).read() != raw:

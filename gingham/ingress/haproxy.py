@@ -119,6 +119,7 @@ def compile_proxy(table: RouteTable, services: Mapping[str, Service], endpoints:
         "global",
         f"    stats socket {directory}/admin.sock mode 600 level admin expose-fd listeners",
         "    maxconn 4096",  # needs about twice as many descriptors; the agent may have 20,000
+        "    nbthread 1",  # a lab node is a namespace on a shared machine, and every node runs one
         "    ssl-default-bind-options ssl-min-ver TLSv1.2",
         "defaults",
         "    mode http",

@@ -132,7 +132,9 @@ def main() -> None:
         print(f"p50 ms      direct {d[1]:8.2f}  ingress {i[1]:8.2f}")
         print(f"p99 ms      direct {d[2]:8.2f}  ingress {i[2]:8.2f}")
 
+        plain = hey(lab, f"http://{ingress}/", seconds, "fast.example.com", "-disable-keepalive")[0]
         handshakes = hey(lab, f"https://{ingress}/", seconds, "fast.example.com", "-disable-keepalive")[0]
+        print(f"new connections/s through the ingress, plain HTTP (hey without keep-alive) {plain:.0f}")
         speed = subprocess.run(["openssl", "speed", "-seconds", "3", "ecdsap256"], capture_output=True, text=True).stdout
         signs = float(re.search(r"256 bits ecdsa \(nistp256\)\s+[\d.]+s\s+[\d.]+s\s+([\d.]+)", speed)[1])  # type: ignore[index]
         print(f"TLS handshakes/s through the ingress (hey, a new connection per request) {handshakes:.0f}; "

@@ -4,7 +4,8 @@ and HTTP requests with an echo of the request (the Gateway API conformance echo 
 TCP: a connection that sends an HTTP/1.x request gets 200 and a JSON echo: `path` (with the
 query), `host` (the Host header as received), `method`, `proto`, `headers` (canonical names,
 each a list of values), `namespace` and `pod`; with `Date`, `Content-Type`, `Content-Length`
-and `Server`, then the connection closes. Any other connection gets "<name>\\n": at once
+and `Server`, then the connection closes; a WebSocket upgrade gets 101 and then every byte
+echoed back while the connection lasts (no framing: what a proxy must not cut). Any other connection gets "<name>\\n": at once
 when it sends something else, or after a moment of silence (`QUIET` seconds; the lab's
 probe says "who?" so that it need not wait). UDP: any datagram gets "<name>\\n" back. HTTP
 (`--http PORT`, the port of an httpGet readinessProbe that is not one of the pod's container
@@ -52,6 +53,20 @@ def echo(request: bytes, namespace: str, pod: str) -> bytes:
     return (f"HTTP/1.1 200 OK\r\nDate: {formatdate(usegmt=True)}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nServer: gingham-echo\r\nConnection: close\r\n\r\n").encode() + (
         b"" if method == "HEAD" else body)
+
+
+def upgrade(request: bytes) -> bytes | None:
+    """The 101 answer to a WebSocket upgrade request (RFC 6455's Sec-WebSocket-Accept), or None."""
+    import base64
+    import hashlib
+    head = request.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    headers = {n.strip().lower(): v.strip() for n, _, v in (h.partition(":") for h in head.split("\r\n")[1:])}
+    if headers.get("upgrade", "").lower() != "websocket" or "sec-websocket-key" not in headers:
+        return None
+    key = headers["sec-websocket-key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+    accept = base64.b64encode(hashlib.sha1(key.encode()).digest()).decode()
+    return ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode()
 
 
 def _complete(buf: bytes) -> bool:
@@ -133,17 +148,30 @@ def serve(name: str, tcp: list[int], udp: list[int], ready: str = "", sctp: list
                     chunk = s.recv(65536)
                     buf += chunk
                     if could_be_http(buf) or mode == "http":
-                        if _complete(buf) or not chunk or len(buf) > MAX_REQUEST:
+                        if _complete(buf) and (accept := upgrade(buf)) is not None:
+                            pending.pop(s)  # a WebSocket: it stays open, its bytes echoed back
+                            sel.modify(s, selectors.EVENT_READ, "tunnel")
+                            s.setblocking(True)
+                            s.sendall(accept)
+                            s.setblocking(False)
+                        elif _complete(buf) or not chunk or len(buf) > MAX_REQUEST:
                             finish(s, echo(buf, namespace, name) if b"\r\n\r\n" in buf else reply)
                         else:
                             pending[s] = (deadline, buf, mode)
                     else:
                         finish(s, reply)
+                elif key.data == "tunnel":
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise OSError("closed")
+                    s.setblocking(True)
+                    s.sendall(chunk)
+                    s.setblocking(False)
                 else:
                     _, addr = s.recvfrom(2048)
                     s.sendto(reply, addr)
             except OSError:
-                if key.data == "conn":
+                if key.data in ("conn", "tunnel"):
                     pending.pop(s, None)
                     try:
                         sel.unregister(s)

@@ -329,3 +329,41 @@ def test_no_request_fails_while_endpoints_roll_and_the_configuration_reloads(lab
     codes = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
     assert list(codes) == ["200"] and int(codes["200"]) > 100, out
     assert "Error distribution" not in out, out
+
+
+def test_a_websocket_survives_a_reload(lab, tmp_path):
+    """ingress-nginx's most reported reload problem: here the old worker keeps the tunnel."""
+    import socket
+
+    from gingham.kernel import netns
+    cfg = os.path.join(lab.dir, "nodes", "node-1", "ingress", "haproxy.cfg")
+    with netns.entered(lab.target_netns("external")):
+        s = socket.create_connection((address(lab), 80), timeout=5)
+    with s:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: shop.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101") and b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+        s.sendall(b"before")
+        assert s.recv(100) == b"before"
+        before = open(cfg).read()
+        extra = manifest(tmp_path, """
+            apiVersion: networking.k8s.io/v1
+            kind: Ingress
+            metadata: {name: reload, namespace: shop}
+            spec:
+              rules:
+              - host: reload.example.com
+                http:
+                  paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]
+            """)
+        lab.apply([extra])
+        try:
+            assert wait_for(lambda: open(cfg).read() != before, 5)  # reloaded
+            assert wait_for(lambda: get(lab, "reload.example.com", "/")[0] == 200, 5)
+            s.sendall(b"after")
+            assert s.recv(100) == b"after"
+        finally:
+            lab.delete([extra])

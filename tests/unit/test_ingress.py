@@ -227,3 +227,42 @@ def test_haproxy_picks_the_backend_the_route_table_decides(spec, host, path):
     ref, _ = table.match(host, path)
     expected = NOT_FOUND if ref is None else MISSING if ref.service == "nowhere" else f"be_shop_{ref.service}_80"
     assert haproxy_routes(cfg.text, host, path) == expected
+
+
+# kubernetes-sigs/ingress-controller-conformance, features/path_rules.feature: its Ingress and
+# every request it sends, with the service that must answer (None: 404)
+CONFORMANCE = ingress("path-rules", [
+    ("exact-path-rules", [("/foo", "Exact", "foo-exact")]),
+    ("prefix-path-rules", [("/foo", "Prefix", "foo-prefix"), ("/aaa/bbb", "Prefix", "aaa-slash-bbb-prefix"),
+                           ("/aaa", "Prefix", "aaa-prefix")]),
+    ("mixed-path-rules", [("/foo", "Prefix", "foo-prefix"), ("/foo", "Exact", "foo-exact")]),
+    ("trailing-slash-path-rules", [("/aaa/bbb/", "Prefix", "aaa-slash-bbb-prefix"), ("/foo/", "Exact", "foo-exact")]),
+])
+
+
+@pytest.mark.parametrize("host,path,service", [
+    ("exact-path-rules", "/foo", "foo-exact"),
+    ("exact-path-rules", "/foo/", None),            # Exact does not match a trailing slash
+    ("exact-path-rules", "/FOO", None),             # case sensitive
+    ("exact-path-rules", "/bar", None),
+    ("prefix-path-rules", "/foo", "foo-prefix"),
+    ("prefix-path-rules", "/foo/", "foo-prefix"),   # the request's trailing slash is ignored
+    ("prefix-path-rules", "/FOO", None),
+    ("prefix-path-rules", "/aaa/bbb", "aaa-slash-bbb-prefix"),      # the longest path
+    ("prefix-path-rules", "/aaa/bbb/ccc", "aaa-slash-bbb-prefix"),  # and its subpaths
+    ("prefix-path-rules", "/aaa/ccc", "aaa-prefix"),
+    ("prefix-path-rules", "/aaaccc", None),         # by element, not by string prefix
+    ("mixed-path-rules", "/foo", "foo-exact"),      # Exact is preferred
+    ("trailing-slash-path-rules", "/aaa/bbb", "aaa-slash-bbb-prefix"),  # the rule's trailing slash is ignored
+    ("trailing-slash-path-rules", "/aaa/bbb/", "aaa-slash-bbb-prefix"),
+    ("trailing-slash-path-rules", "/foo", None),    # an Exact rule's trailing slash is kept
+])
+def test_the_ingress_conformance_path_rules(host, path, service):
+    table = build([CONFORMANCE])
+    ref, _ = table.match(host, path)
+    assert (ref.service if ref else None) == service
+    services = {f"shop/{n}": parse_service("shop", n, {"spec": {"clusterIP": f"10.96.1.{i + 1}", "selector": {"a": n},
+                                                                "ports": [{"port": 80}]}}, "10.96.0.0/16")
+                for i, n in enumerate(("foo-exact", "foo-prefix", "aaa-slash-bbb-prefix", "aaa-prefix"))}
+    cfg = compile_proxy(table, services, {}, {}, GOLDEN_DIR)
+    assert haproxy_routes(cfg.text, host, path) == (f"be_shop_{service}_80" if service else NOT_FOUND)

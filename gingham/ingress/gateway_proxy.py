@@ -12,8 +12,9 @@ Each rule match gets a backend holding its filters in the specification's order 
 RequestHeaderModifier and URLRewrite change the request, RequestRedirect answers it,
 ResponseHeaderModifier changes the response; the servers are the backendRefs' endpoints,
 weighted so that each Service gets its share (weight / sum of weights) whatever its number of
-endpoints. A rule whose backendRefs do not resolve, or that has none, answers 500, as the
-conformance suite expects. Endpoint changes of Gateway backends reload HAProxy (no slots).
+endpoints, in slots (slots.py): endpoint and weight changes go over the runtime API, as the
+Ingress backends' do. A rule whose backendRefs do not resolve, or that has none, answers 500,
+as the conformance suite expects.
 """
 
 from __future__ import annotations
@@ -94,35 +95,36 @@ def _filters(filters: tuple[Filter, ...], m: Match, scheme: str, port: int) -> l
     return out
 
 
-def _servers(w: World, a: Attached, endpoints: Mapping[str, list[Endpoint]]) -> list[str]:
-    """Weighted servers of a rule's resolvable backendRefs: each Service its share of the weight."""
-    groups = []
+def _servers(w: World, a: Attached, endpoints: Mapping[str, list[Endpoint]]) -> list[str] | None:
+    """The slots' contents ("ip:port weight N") of a rule's resolvable backendRefs, each Service its
+    share of the weight; None when no backendRef with a weight resolves (the rule answers 500)."""
+    groups, resolved = [], False
     for b in a.route.rules[a.rule].backends:
         if b.weight == 0 or w.backend_problem(a.route, b) is not None:
             continue
+        resolved = True
         svc = w.services[f"{b.namespace}/{b.name}"]
         sp = next(p for p in svc.ports if p.port == b.port and p.protocol == "TCP")
         addrs = [f"{e.ip}:{port}" for e in usable(list(endpoints.get(svc.key, []))) if (port := e.port_for(sp))]
         if addrs:
             groups.append((b.weight / len(addrs), addrs))
-    if not groups:
-        return []
-    top = max(share for share, _ in groups)
-    out, i = [], 0
-    for share, addrs in groups:
-        for addr in addrs:
-            i += 1
-            out.append(f"    server s{i} {addr} weight {max(1, round(256 * share / top))}")
-    return out
+    if not resolved:
+        return None
+    top = max((share for share, _ in groups), default=1.0)
+    return [f"{addr} weight {max(1, round(256 * share / top))}" for share, addrs in groups for addr in addrs]
+
+
+Block = tuple[str, list[str], "list[str] | None"]  # backend, its lines before the servers, its servers
 
 
 def compile_gateways(w: World, endpoints: Mapping[str, list[Endpoint]],
-                     directory: str) -> tuple[list[str], dict[str, bytes], list[str]]:
-    """(configuration lines, files, problems) for every Gateway the world holds."""
+                     directory: str) -> tuple[list[str], list[Block], dict[str, bytes], list[str]]:
+    """(frontend lines, backends, files, problems) for every Gateway the world holds; the
+    backends' servers go into slots (slots.py), so their endpoints change without a reload."""
     lines: list[str] = []
     files: dict[str, bytes] = {}
     problems: list[str] = []
-    backends: list[str] = []
+    backends: list[Block] = []
     for gkey, gw in sorted(w.gateways.items()):
         svc = w.services.get(f"{SERVICE_NAMESPACE}/{service_name(gw.namespace, gw.name)}")
         if svc is None:
@@ -187,15 +189,13 @@ def compile_gateways(w: World, endpoints: Mapping[str, list[Endpoint]],
                     body = [f"backend {be}", "    balance roundrobin"]
                     body += _filters(rule.filters, m, scheme, port)
                     servers = _servers(w, a, endpoints)
-                    if servers:
-                        body += servers
-                    elif not any(f.type == "RequestRedirect" for f in rule.filters):
+                    if servers is None and not any(f.type == "RequestRedirect" for f in rule.filters):
                         body.append("    http-request return status 500 content-type text/plain "
                                     "string \"no backend of this route resolves\\n\"")
-                    backends += body
+                    backends.append((be, body, servers))
             lines.append(f"    default_backend {GATEWAY_NOT_FOUND}")
     if lines:
-        backends += [f"backend {GATEWAY_NOT_FOUND}",
-                     "    http-request return status 404 content-type text/plain string \"no route matches\\n\""]
-    return lines + backends, files, problems
+        backends.append((GATEWAY_NOT_FOUND, [f"backend {GATEWAY_NOT_FOUND}", "    http-request return status 404 "
+                                             "content-type text/plain string \"no route matches\\n\""], None))
+    return lines, backends, files, problems
 

@@ -29,12 +29,12 @@ from ..model.ingress import Secret, tls_pair_error
 from ..model.services import Endpoint, Service, ServicePort, usable
 from .gateway import World
 from .quoting import quote
+from .slots import commands, place, server_lines
 from .gateway_proxy import compile_gateways
 from .routes import BackendRef, Route, RouteTable
 
 NOT_FOUND = "gingham-not-found"
 MISSING = "gingham-missing-backend"
-PLACEHOLDER = "127.0.0.1:1"  # an unused slot's address (it is disabled)
 
 
 @dataclass
@@ -69,25 +69,6 @@ def _backend(ref: BackendRef, services: Mapping[str, Service],
         if port is not None:
             out.append(f"{e.ip}:{port}")
     return f"be_{ref.namespace}_{ref.service}_{sp.port}", out
-
-
-def slots_for(n: int) -> int:
-    """Server slots for n endpoints: room to grow before a reload is needed."""
-    size = 4
-    while size < n:
-        size *= 2
-    return size
-
-
-def place(addrs: list[str], before: list[str] | None) -> list[str]:
-    """The backend's slots: an address keeps the slot it had, new ones take free slots, and
-    the slots stay as many as before while they are enough (so only the runtime API is needed)."""
-    if before is None or len(addrs) > len(before):
-        return addrs + [""] * (slots_for(len(addrs)) - len(addrs))
-    want = set(addrs)
-    slots = [a if a in want else "" for a in before]
-    fresh = iter(a for a in addrs if a not in set(before))
-    return [s or next(fresh, "") for s in slots]
 
 
 def _host_cond(host: str) -> str:
@@ -171,10 +152,10 @@ def compile_proxy(table: RouteTable, services: Mapping[str, Service], endpoints:
         if missing:
             out += [f"backend {MISSING}", "    http-request return status 503 content-type text/plain "
                     "string \"the Service or port this route names does not exist\\n\""]
-        for name in sorted(servers):
-            out += [f"backend {name}", "    balance roundrobin"]
-            for i, addr in enumerate(servers[name], 1):
-                out.append(f"    server s{i} {addr}" if filled and addr else f"    server s{i} {PLACEHOLDER} disabled")
+        for name in sorted(n for n in servers if n not in gateway_backends):
+            out += [f"backend {name}", "    balance roundrobin"] + server_lines(servers[name], filled)
+        for name, head_lines in gateway_backends.items():
+            out += head_lines + (server_lines(servers[name], filled) if name in servers else [])
         return out
 
     files: dict[str, bytes] = {}
@@ -194,13 +175,18 @@ def compile_proxy(table: RouteTable, services: Mapping[str, Service], endpoints:
         files[name] = secret.data["tls.crt"].rstrip(b"\n") + b"\n" + secret.data["tls.key"].rstrip(b"\n") + b"\n"
         crt_list.append(f"{directory}/{name} [alpn h2,http/1.1] {' '.join(hosts)}")
     files["certs.list"] = "".join(line + "\n" for line in crt_list).encode()
-    tail: list[str] = []
+    frontends: list[str] = []
+    gateway_backends: dict[str, list[str]] = {}
     if gateways is not None:
-        tail, gw_files, gw_problems = compile_gateways(gateways, endpoints, directory)
+        frontends, blocks, gw_files, gw_problems = compile_gateways(gateways, endpoints, directory)
+        for name, head_lines, weighted in blocks:
+            gateway_backends[name] = head_lines
+            if weighted is not None:
+                servers[name] = place(weighted, previous.servers.get(name) if previous is not None else None)
         files.update(gw_files)
         problems += gw_problems
-    text = "\n".join(head + backends(True) + tail) + "\n"
-    skeleton = "\n".join(head + backends(False) + tail) + "\n"
+    text = "\n".join(head + frontends + backends(True)) + "\n"
+    skeleton = "\n".join(head + frontends + backends(False)) + "\n"
     return ProxyConfig(text, skeleton, files, servers, list(dict.fromkeys(problems)))
 
 
@@ -209,14 +195,4 @@ def runtime_commands(old: ProxyConfig, new: ProxyConfig) -> list[str] | None:
     reload can (the skeletons differ: routes, backends, certificates or the number of slots)."""
     if old.skeleton != new.skeleton or old.files != new.files:
         return None
-    cmds = []
-    for name, slots in new.servers.items():
-        for i, (was, now) in enumerate(zip(old.servers[name], slots), 1):
-            if was == now:
-                continue
-            if now:
-                ip, port = now.rsplit(":", 1)
-                cmds += [f"set server {name}/s{i} addr {ip} port {port}", f"set server {name}/s{i} state ready"]
-            else:
-                cmds.append(f"set server {name}/s{i} state maint")
-    return cmds
+    return [c for name, slots in new.servers.items() for c in commands(name, old.servers[name], slots)]

@@ -271,3 +271,25 @@ def test_status_as_the_conformance_suite_reads_it(lab):
     assert parent("granted") == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}
     assert parent("denied")["ResolvedRefs"] == ("False", "RefNotPermitted")
     assert parent("stray")["Accepted"] == ("False", "NotAllowedByListeners")  # https allows the Same namespace only
+
+
+def test_a_new_endpoint_of_a_route_goes_live_without_a_reload(lab, tmp_path):
+    import time
+    cfg = os.path.join(lab.dir, "nodes", "node-1", "ingress", "haproxy.cfg")
+    before = open(cfg).read()
+    pod = manifest(tmp_path, """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: v2-1, namespace: gw, labels: {app: v2}}
+        spec: {nodeName: node-1, containers: [{name: c, ports: [{containerPort: 8080}]}]}
+        """)
+    lab.apply([pod])
+    try:
+        deadline = time.monotonic() + 5
+        seen: set[str] = set()
+        while seen != {"v2-0", "v2-1"} and time.monotonic() < deadline:
+            seen.add(request(lab, "app.example.com", "/", "-H", "X-Env: canary")[1].get("pod", ""))
+        assert seen == {"v2-0", "v2-1"}
+        assert open(cfg).read() == before  # the weights and the new address went over the runtime API
+    finally:
+        lab.delete([pod])

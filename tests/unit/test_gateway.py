@@ -143,8 +143,23 @@ def test_weights_give_each_service_its_share_whatever_its_endpoints():
     w = world([route("a", "split", [{"name": "main", "sectionName": "http"}],
                      backends=[("web", 8080, 3, None), ("v2", 8080, 1, None)])])
     cfg = compile_proxy(build([]), SERVICES, eps, {}, "/etc/gingham/ingress", gateways=w)
-    weights = [int(line.split()[-1]) for line in cfg.text.splitlines() if line.strip().startswith("server s")]
+    weights = [int(line.split()[-1]) for line in cfg.text.splitlines() if " weight " in line]
     assert weights == [256, 256, 256, 256]  # 3/3 per web pod, 1/1 for v2: a quarter of the requests each
+
+
+def test_gateway_endpoints_change_over_the_runtime_api_too():
+    from gingham.ingress.haproxy import runtime_commands
+    one = {"a/web": [Endpoint("10.244.0.2", "node-1", "a/web-0", ports=(("", "TCP", 8080),))],
+           "a/v2": [Endpoint("10.244.1.2", "node-2", "a/v2-0", ports=(("", "TCP", 8080),))]}
+    two = dict(one, **{"a/web": one["a/web"] + [Endpoint("10.244.0.3", "node-1", "a/web-1", ports=(("", "TCP", 8080),))]})
+    w = world([route("a", "split", [{"name": "main", "sectionName": "http"}],
+                     backends=[("web", 8080, 1, None), ("v2", 8080, 1, None)])])
+    old = compile_proxy(build([]), SERVICES, one, {}, "/etc/gingham/ingress", gateways=w)
+    new = compile_proxy(build([]), SERVICES, two, {}, "/etc/gingham/ingress", old, w)
+    be = "rt_a_main_80_a_split_0_0"
+    # web's two pods now share web's half: 128 each; v2's one pod keeps 256; the new pod takes a free slot
+    assert runtime_commands(old, new) == [f"set server {be}/s1 weight 128", f"set server {be}/s3 addr 10.244.0.3 port 8080",
+                                          f"set server {be}/s3 weight 128", f"set server {be}/s3 state ready"]
 
 
 def test_the_gateway_configuration_against_its_golden_file_and_haproxy_c(tmp_path):

@@ -15,7 +15,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .ingress import IngressError, check_host
+from .fields import FieldError
+from .fields import integer as _int
+from .fields import items as _list
+from .fields import obj as _obj
+from .fields import string as _str
+from .ingress import check_host
 from .labels import matches
 
 GROUP = "gateway.networking.k8s.io"
@@ -26,7 +31,7 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE"
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 _SECTION = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
-GatewayError = IngressError  # a field and why, as the manifest loader reports them
+GatewayError = FieldError  # a field and why, as the manifest loader reports them
 
 
 @dataclass(frozen=True)
@@ -126,42 +131,6 @@ class ReferenceGrant:
             (g, k) == (to_group, to_kind) and n in ("", to_name) for g, k, n in self.targets)
 
 
-def _obj(v: Any, field: str) -> dict[str, Any]:
-    if v is None:
-        return {}
-    if not isinstance(v, dict):
-        raise GatewayError(field, "must be an object")
-    return v
-
-
-def _list(v: Any, field: str, most: int = 64) -> list[Any]:
-    if v is None:
-        return []
-    if not isinstance(v, list):
-        raise GatewayError(field, "must be a list")
-    if len(v) > most:
-        raise GatewayError(field, f"at most {most} entries")
-    return v
-
-
-def _str(v: Any, field: str, required: bool = False) -> str:
-    if v is None or v == "":
-        if required:
-            raise GatewayError(field, "is required")
-        return ""
-    if not isinstance(v, str):
-        raise GatewayError(field, "must be a string")
-    return v
-
-
-def _int(v: Any, field: str, lo: int, hi: int, default: int | None = None) -> int:
-    if v is None and default is not None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise GatewayError(field, f"must be an integer from {lo} to {hi}, got {v!r}")
-    return int(v)
-
-
 def _meta(body: dict[str, Any]) -> dict[str, Any]:
     return _obj(body.get("metadata"), "metadata")
 
@@ -183,7 +152,7 @@ def parse_gateway(namespace: str, name: str, body: dict[str, Any]) -> Gateway:
     spec = _obj(body.get("spec"), "spec")
     cls = _str(spec.get("gatewayClassName"), "spec.gatewayClassName", required=True)
     listeners = []
-    raw = _list(spec.get("listeners"), "spec.listeners")
+    raw = _list(spec.get("listeners"), "spec.listeners", 64)
     if not raw:
         raise GatewayError("spec.listeners", "at least one listener is required")
     seen: set[str] = set()

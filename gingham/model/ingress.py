@@ -20,6 +20,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .fields import FieldError
+from .fields import items as _list
+from .fields import obj as _obj
+from .fields import string as _str
+
 PATH_TYPES = ("Exact", "Prefix", "ImplementationSpecific")
 CONTROLLER = "gingham.dev/ingress-controller"
 CLASS = "gingham"
@@ -40,10 +45,7 @@ _HOST = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")
 _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-class IngressError(ValueError):
-    def __init__(self, field: str, msg: str) -> None:
-        super().__init__(f"{field}: {msg}")
-        self.field, self.msg = field, msg
+IngressError = FieldError  # a field and why, as the manifest loader reports them
 
 
 @dataclass(frozen=True)
@@ -108,32 +110,6 @@ class Secret:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
-
-
-def _obj(v: Any, field: str) -> dict[str, Any]:
-    if v is None:
-        return {}
-    if not isinstance(v, dict):
-        raise IngressError(field, "must be an object")
-    return v
-
-
-def _list(v: Any, field: str) -> list[Any]:
-    if v is None:
-        return []
-    if not isinstance(v, list):
-        raise IngressError(field, "must be a list")
-    return v
-
-
-def _str(v: Any, field: str, required: bool = False) -> str:
-    if v is None or v == "":
-        if required:
-            raise IngressError(field, "is required")
-        return ""
-    if not isinstance(v, str):
-        raise IngressError(field, "must be a string")
-    return v
 
 
 def check_host(host: str, field: str) -> str:

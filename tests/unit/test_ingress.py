@@ -10,8 +10,6 @@ tests (tests/integration/test_ingress.py) check that HAProxy executes those form
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +23,7 @@ from gingham.model.ingress import IngressError, parse_ingress, parse_secret, tls
 from gingham.model.services import Endpoint, parse_service
 
 from ..helpers import golden
+from ..helpers.haproxy import assert_haproxy_accepts
 
 
 def ingress(name, rules=(), default=None, tls=(), created="2026-12-01T00:00:00Z", ns="shop", cls=None):
@@ -144,16 +143,7 @@ def test_the_configuration_against_its_golden_file_and_haproxy_c(tmp_path):
     assert cfg.problems == ["shop/nowhere:80: no such Service or port; its routes answer 503",
                             "Secret shop/missing: no such Secret; *.wild.example.com get the default certificate"]
     assert cfg.files["certs.list"] == f"{GOLDEN_DIR}/certs/shop_shop-tls.pem [alpn h2,http/1.1] shop.example.com\n".encode()
-    if shutil.which("haproxy") is None:
-        pytest.skip("haproxy is not installed (scripts/setup.sh installs it)")
-    real = compile_proxy(table, SERVICES, ENDPOINTS, secrets, str(tmp_path))
-    (tmp_path / "certs").mkdir()
-    for name, data in real.files.items():
-        (tmp_path / name).write_bytes(data)
-    (tmp_path / "default.pem").write_bytes(b"".join(certs.make_cert(["default.invalid"])))
-    (tmp_path / "haproxy.cfg").write_text(real.text)
-    r = subprocess.run(["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    assert_haproxy_accepts(lambda d: compile_proxy(table, SERVICES, ENDPOINTS, secrets, d), tmp_path)
 
 
 def test_endpoints_keep_their_slots_and_change_over_the_runtime_api():

@@ -2,8 +2,10 @@
 
 `AgentMetrics` (prometheus-client, a registry of its own) is served on the node's address
 at :10249, kube-proxy's metrics port: Services and NetworkPolicy sync durations by kind,
-sync failures, what the tables serve, CNI requests by command, plugin and result. The
-DNS server keeps its CoreDNS-shaped counters on :9153 through `serve_metrics`.
+sync failures, what the tables serve, CNI requests by command, plugin and result, the flow
+records by type, verdict and protocol, drops by policy, bytes and packets per pod, and the
+conntrack table's fill. The DNS server keeps its CoreDNS-shaped counters on :9153 through
+`serve_metrics`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,22 @@ class AgentMetrics:
         self.cni_duration = Histogram("gingham_cni_request_duration_seconds", "Time to serve a CNI request",
                                       ["command"], registry=r, buckets=SYNC_BUCKETS)
         self.pods = Gauge("gingham_pods", "Pods on this node", ["phase"], registry=r)
+        # flow records (agent/flows.py)
+        self.flows = Counter("gingham_flows_total", "Flow records: connections started and ended, packets dropped",
+                             ["type", "verdict", "protocol"], registry=r)
+        self.policy_drops = Counter("gingham_policy_drops_total", "Packets NetworkPolicy dropped, by the policies "
+                                    "isolating the pod (no rule of theirs allowed the packet)",
+                                    ["policy", "direction", "reason"], registry=r)
+        self.pod_bytes = Counter("gingham_pod_bytes_total", "Bytes of ended connections of this node's pods",
+                                 ["namespace", "pod", "direction"], registry=r)
+        self.pod_packets = Counter("gingham_pod_packets_total", "Packets of ended connections of this node's pods",
+                                   ["namespace", "pod", "direction"], registry=r)
+        self.flows_lost = Counter("gingham_flow_events_lost_total", "Kernel messages the recorder could not read "
+                                  "in time (socket overflows)", ["source"], registry=r)
+        for source in ("conntrack", "nflog"):  # a series from the start, at 0: a lost message shows as a change
+            self.flows_lost.labels(source)
+        self.conntrack = Gauge("gingham_conntrack_entries", "Entries in this node's conntrack table", registry=r)
+        self.conntrack_max = Gauge("gingham_conntrack_max", "The size of this node's conntrack table", registry=r)
 
     @contextmanager
     def timed(self, hist: Any, **labels: str) -> Iterator[None]:
@@ -53,6 +71,12 @@ class AgentMetrics:
             (hist.labels(**labels) if labels else hist).observe(time.perf_counter() - t)
 
     def render(self) -> str:
+        for gauge, name in ((self.conntrack, "nf_conntrack_count"), (self.conntrack_max, "nf_conntrack_max")):
+            try:  # read when scraped: the table's fill now
+                with open(f"/proc/sys/net/netfilter/{name}") as f:
+                    gauge.set(int(f.read()))
+            except (OSError, ValueError):
+                pass
         return generate_latest(self.registry).decode()
 
 

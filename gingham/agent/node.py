@@ -37,6 +37,7 @@ from . import loadbalancer, overlay
 from .cni_server import CNIServer, warm_up
 from .dns import DNSController
 from .health import HealthServers
+from .flows import FlowRecorder, build_view
 from .ingress import IngressController
 from .metrics import METRICS_PORT, AgentMetrics, serve_metrics
 from .netpol import NetpolController
@@ -70,6 +71,7 @@ class NodeAgent:
         self.netpol = NetpolController(node)
         self.dns = DNSController()
         self.ingress = IngressController(node, state_dir)
+        self.flows = FlowRecorder(state_dir, self.metrics)
         self.health = HealthServers()
         self.special: set[str] = set()  # LoadBalancer and health-check Services, as last announced
         self.bridge_netfilter = False    # bridged frames through the IP hooks (agent/services.py)
@@ -135,6 +137,11 @@ class NodeAgent:
         metrics = serve_metrics(node_ip, 9153, lambda: dns.stats.prometheus())
         agent_metrics = serve_metrics(node_ip, METRICS_PORT, self.metrics.render)
         set_bridge_netfilter(False)  # until a Service backend or a policy needs bridged frames judged
+        try:
+            if os.environ.get("GINGHAM_FLOWS", "on") != "off":  # off: for measuring what recording costs
+                self.flows.start()
+        except OSError as e:  # a kernel without nfnetlink_log or ctnetlink events: no flow records
+            print(f"agent {self.node}: flow records off: {e}", file=sys.stderr, flush=True)
         full = True
         try:
             while not self.stop.is_set():
@@ -160,6 +167,7 @@ class NodeAgent:
                 if changes:
                     merge(changes, self.source.settle(quiet=0.003, limit=0.05))
         finally:
+            self.flows.stop()
             self.lease.stop()
             self.source.stop()
             self.health.stop()
@@ -192,6 +200,7 @@ class NodeAgent:
         if full or changes.keys() - IGNORED:
             touched, changed_pods = self.services.sync(cache, changes, full, alive)
             svc = self.services
+            world = None
             if full or changes.keys() & NETPOL:
                 world = world_of(cache.state(), cache.pod_status, cache.node_dicts(), cache.policies.values())
                 self.metrics.policies.set(len(world.policies))
@@ -213,6 +222,8 @@ class NodeAgent:
                 self.health.sync(cache.nodes[self.node].ip, every, svc.endpoints, self.node)
                 self.special = {s.key for s in every if s.type == "LoadBalancer" or s.health_check_node_port}
             self.dns.sync(cache, svc.services, svc.endpoints, touched, changed_pods, full)
+            self.flows.view = build_view(self.node, cache, svc.services, world, self.flows.view,
+                                         {"all"} if full else set(changes))
             if full or self.ingress.concerned(changes.get("object", set()), touched):
                 try:
                     self.ingress.sync(cache.objects, svc.services, svc.endpoints,

@@ -32,6 +32,7 @@ class Tuple:
     """One direction of an entry: addresses, protocol and ports (0 where there are none)."""
 
     def __init__(self, raw: bytes) -> None:
+        self.raw = raw  # as ctnetlink sent it: what a GET or DELETE of the entry names it by
         a = attrs(raw)
         ip, proto = attrs(a.get(CTA_TUPLE_IP, b"")), attrs(a.get(CTA_TUPLE_PROTO, b""))
         self.src = _socket.inet_ntoa(ip[CTA_IP_V4_SRC]) if len(ip.get(CTA_IP_V4_SRC, b"")) == 4 else ""

@@ -42,7 +42,7 @@ def _print(args: argparse.Namespace, rows: Any, cols: list[str] | None = None) -
 
 def cmd_up(a: argparse.Namespace) -> int:
     lab = _lab(a.name)
-    meta = lab.up(a.file, etcd_members=a.etcd_members)
+    meta = lab.up(a.file, etcd_members=a.etcd_members, monitoring=a.monitoring)
     if a.output in ("json", "yaml"):
         _print(a, {"lab": a.name, "seconds": meta["upSeconds"], "nodes": lab.nodes(), "pods": lab.pods()})
         return 0
@@ -174,6 +174,11 @@ def cmd_trace(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flows(a: argparse.Namespace) -> int:
+    from .flows import cmd_flows as flows
+    return flows(a)
+
+
 def cmd_tls(a: argparse.Namespace) -> int:
     """A Secret manifest on stdout for `hosts`, signed by the CA kept in --dir (made if missing)."""
     from ..ingress import certs
@@ -206,6 +211,8 @@ def add_parser(sub: Any) -> None:
     p = common(ls.add_parser("up", help="build a lab from YAML"))
     p.add_argument("-f", "--file", action="append", required=True)
     p.add_argument("--etcd-members", type=int, default=1, help="etcd members of the datastore (1, 3 or 5)")
+    p.add_argument("--monitoring", action="store_true",
+                   help="run Prometheus (192.168.200.9:9090) scraping every agent and DNS server, with gingham's rules")
     p.set_defaults(fn=cmd_up)
     common(ls.add_parser("down", help="remove everything a lab made")).set_defaults(fn=cmd_down)
     common(ls.add_parser("list", help="labs that are up")).set_defaults(fn=cmd_list)
@@ -236,6 +243,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("port", type=int)
     p.add_argument("--protocol", default="TCP", type=str.upper, choices=["TCP", "UDP", "SCTP"])
     p.set_defaults(fn=cmd_trace)
+    from .flows import add_arguments as flow_arguments
+    p = ls.add_parser("flows", help="the nodes' flow records: connections and NetworkPolicy drops (hubble observe)")
+    p.add_argument("--name", default=os.environ.get("GINGHAM_LAB", "lab"), help="which lab (default: lab)")
+    p.add_argument("-o", "--output", choices=["table", "json", "jsonl"], default="table")
+    flow_arguments(p)
+    p.set_defaults(fn=cmd_flows)
     p = ls.add_parser("tls", help="a kubernetes.io/tls Secret (YAML on stdout) for some hosts, signed by a lab CA")
     p.add_argument("hosts", nargs="+", help="DNS names the certificate is for (wildcards like *.example.com too)")
     p.add_argument("--secret", required=True, help="the Secret's name")

@@ -113,7 +113,7 @@ class Lab:
         return self.store.revision()
 
     # -- up / down ---------------------------------------------------------------------
-    def up(self, files: list[str], timeout: float = 120, etcd_members: int = 1) -> dict[str, Any]:
+    def up(self, files: list[str], timeout: float = 120, etcd_members: int = 1, monitoring: bool = False) -> dict[str, Any]:
         if self.exists():
             raise LabError(f"lab {self.name!r} is already up: use `gingham lab apply`, or `gingham lab down` first", BAD_INPUT)
         if etcd_members not in (1, 3, 5):
@@ -134,7 +134,7 @@ class Lab:
         # the namespaces, etcd and the agents start while addresses are allocated and the objects
         # encoded (an allocation that fails takes them down again: nothing is left)
         building = ThreadPoolExecutor(1, thread_name_prefix="lab-build")
-        built = building.submit(self._build, parsed.cluster, meta, etcd_members)
+        built = building.submit(self._build, parsed.cluster, meta, etcd_members, monitoring)
         try:
             try:
                 state, ranges = self._allocate(parsed, Snapshot(Cache(), Ranges.empty(parsed.cluster)))
@@ -160,7 +160,7 @@ class Lab:
                                    vtep_mac(self.name, node), self.ns(f"node-{node}"))
                 for i, node in enumerate(cluster.nodes)}
 
-    def _build(self, cluster: Cluster, meta: dict[str, Any], etcd_members: int) -> None:
+    def _build(self, cluster: Cluster, meta: dict[str, Any], etcd_members: int, monitoring: bool = False) -> None:
         """The underlay, the etcd members (ready), the nodes' and external's namespaces, the agents.
 
         The agents start before the cluster is written: they import, install their CNI
@@ -178,6 +178,9 @@ class Lab:
         members.start(meta["etcd"], os.path.join(self.dir, "etcd"), f"gingham-{self.name}")
         write_json(self.meta_path, meta)
         hosts = [("external", EXTERNAL_IP)] + [(f"node-{n}", info.ip) for n, info in self._nodes(cluster).items()]
+        if monitoring:
+            from . import monitoring as prom
+            hosts.append(("monitoring", prom.IP))
         ul_fd = netns.open_ns(underlay)
         try:
             for i, (what, ip) in enumerate(hosts):
@@ -199,6 +202,9 @@ class Lab:
             raise LabError(str(e)) from None
         for node in cluster.nodes:
             meta["agents"][node] = self._start_agent(node)
+        if monitoring:
+            meta["prometheus"] = prom.start(netns.path_of(self.ns("monitoring")), os.path.join(self.dir, "prometheus"),
+                                            [info.ip for info in self._nodes(cluster).values()])
         write_json(self.meta_path, meta)
 
     def _add_ns(self, meta: dict[str, Any], what: str) -> str:

@@ -22,11 +22,17 @@ from ..kernel.nftables import BaseChain, Ruleset, merge
 from .evaluate import PodInfo, World, peer_matches, resolve_port, selecting
 
 TABLE = "gingham-netpol"
+DENY_PREFIX, DENY_LOG_GROUP = "gingham-np", 100  # the log prefix names the direction and the pod (by hash)
 PROTO = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 
 
 def _h(s: str) -> str:
     return base64.b32encode(hashlib.sha256(s.encode()).digest())[:10].decode().lower()
+
+
+def deny_id(pod_key: str) -> str:
+    """How a pod is named in its deny log prefix (a hash: a log prefix holds 127 bytes at most)."""
+    return _h(pod_key)
 
 
 def _addresses(world: World, peers: tuple[Peer, ...] | None, policy_ns: str, wanted: list[PodInfo]) -> list[str]:
@@ -155,7 +161,9 @@ def _pod_fragment(world: World, pod: PodInfo, memo: _Memo) -> _Fragment:
                 _rule_lines(frag, world, chain, r, p.namespace, ingress, pod, memo)
         if ingress and pod.node in world.node_ips:
             frag.chains[chain].insert(0, f"ip saddr {world.node_ips[pod.node]} return")  # its own node
-        frag.chains[chain].append("drop")
+        # what no rule allowed is dropped, and a copy goes to the node's flow recorder (agent/flows.py)
+        frag.chains[chain].append(f'log prefix "{DENY_PREFIX} {"I" if ingress else "E"} {deny_id(pod.key)}" '
+                                  f"group {DENY_LOG_GROUP} drop")
         frag.element("ingress-pods" if ingress else "egress-pods", pod.ip, f"jump {chain}")
     return _Fragment(frag, memo.uses, memo.named)
 

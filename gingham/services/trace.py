@@ -258,6 +258,8 @@ class _Tracer:
         if x := m(r"return"):
             self.note(rule)
             raise _Return()
+        if x := m(r'log prefix "[^"]*" group \d+'):
+            return True, r[x.end():]  # a copy to the flow recorder (agent/flows.py); the packet goes on
         if x := m(r"(drop|reject|accept)"):
             raise _Stop(x[1].upper())
         raise UnknownRule(f"unmatched rule: {rule!r} at {r!r}")

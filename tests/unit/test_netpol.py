@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from gingham.model.netpol import NetpolError, parse_policy
-from gingham.netpol.compile import compile_netpol
+from gingham.netpol.compile import compile_netpol, deny_id
 from gingham.netpol.evaluate import World, evaluate
 
 from ..helpers.netpol_world import NODES, NS, PODS
 
 IP = {p.key: p.ip for p in PODS}
+IP_KEY = "x/a"
 
 
 def world(*specs):
@@ -109,7 +110,8 @@ def test_compiled_table_jumps_only_for_isolated_local_pods():
     rs = compile_netpol(w, "node-1")
     assert set(rs.elements["ingress-pods"]) == {IP["x/a"]} and not rs.elements.get("egress-pods")
     chain = rs.elements["ingress-pods"][IP["x/a"]].removeprefix("jump ")
-    assert rs.chains[chain][0] == "ip saddr 192.168.200.11 return" and rs.chains[chain][-1] == "drop"
+    assert rs.chains[chain][0] == "ip saddr 192.168.200.11 return"
+    assert rs.chains[chain][-1] == f'log prefix "gingham-np I {deny_id(IP_KEY)}" group 100 drop'  # and the recorder hears
     (line,) = [r for r in rs.chains[chain][1:-1]]
     name = line.split("@")[1].split()[0]
     assert rs.elements[name] == {f"{IP['x/b']}/32": ""} and line.endswith("meta l4proto tcp th dport 80 return")

@@ -1,0 +1,126 @@
+"""What flow recording costs: pod-to-pod TCP throughput and new connections/s with it on and off.
+
+One 2-node lab, in one run: a client pod on node-1, a server pod on node-2. Throughput is
+iperf3 (one stream); new connections/s is `hey -disable-keepalive` against HAProxy answering
+200 inside the server pod (a fast server, so the path is what is measured). Then both agents
+are restarted with GINGHAM_FLOWS=off and the same is measured again; the ratios are on/off.
+Run: scripts/bench.sh flows [SECONDS] (default 6).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from gingham.lab.cluster import Lab
+
+CLUSTER = """
+apiVersion: gingham.dev/v1alpha1
+kind: Cluster
+metadata: {name: flowbench}
+spec: {nodes: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec: {nodeName: node-1, containers: [{name: c, ports: [{containerPort: 9}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: server}
+spec: {nodeName: node-2, containers: [{name: c, ports: [{containerPort: 9}]}]}
+"""
+FAST = """global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend fast
+    bind :8081
+    http-request return status 200 content-type text/plain string "ok\\n"
+"""
+
+
+def run_in(lab: Lab, target: str, *cmd: str) -> str:
+    return subprocess.run(["nsenter", f"--net={lab.target_netns(target)}", *cmd], capture_output=True,
+                          text=True).stdout
+
+
+def measure(lab: Lab, ip: str, seconds: int) -> tuple[float, float]:
+    """(Gbit/s, new connections/s) from client to server."""
+    srv = subprocess.Popen(["nsenter", f"--net={lab.target_netns('default/server')}", "iperf3", "-s", "-1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    out = run_in(lab, "default/client", "iperf3", "-c", ip, "-t", str(seconds), "-J")
+    srv.wait(10)
+    gbits = float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e9
+    hey = run_in(lab, "default/client", "hey", "-z", f"{seconds}s", "-c", "8", "-disable-keepalive",
+                 f"http://{ip}:8081/")
+    if "Error distribution" in hey:
+        raise SystemExit(f"hey saw errors:\n{hey}")
+    return gbits, float(re.search(r"Requests/sec:\s+([\d.]+)", hey)[1])  # type: ignore[index]
+
+
+def restart_agents(lab: Lab, flows: str) -> None:
+    os.environ["GINGHAM_FLOWS"] = flows
+    for node, pid in lab.meta()["agents"].items():
+        os.kill(int(pid), signal.SIGTERM)
+        for _ in range(100):
+            try:
+                os.kill(int(pid), 0)
+                time.sleep(0.05)
+            except OSError:
+                break
+        lab.restart_agent(node)
+    time.sleep(2)  # the new agents' first pass
+
+
+def main() -> None:
+    seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 6
+    tmp = tempfile.mkdtemp(prefix="flowbench-")
+    path = os.path.join(tmp, "lab.yaml")
+    with open(path, "w") as f:
+        f.write(CLUSTER)
+    cfg = os.path.join(tmp, "fast.cfg")
+    with open(cfg, "w") as f:
+        f.write(FAST)
+    lab = Lab("flowbench")
+    lab.down()
+    lab.up([path])
+    try:
+        subprocess.run(["nsenter", f"--net={lab.target_netns('default/server')}", "haproxy", "-D", "-f", cfg,
+                        "-p", os.path.join(tmp, "fast.pid")], check=True)
+        ip = next(p["ip"] for p in lab.pods() if p["name"] == "server")
+        measure(lab, ip, 1)  # warm up
+        on = measure(lab, ip, seconds)
+        restart_agents(lab, "off")
+        off = measure(lab, ip, seconds)
+        restart_agents(lab, "on")
+        on2 = measure(lab, ip, seconds)
+        best_on = (max(on[0], on2[0]), max(on[1], on2[1]))
+        print(f"TCP throughput   recording on {best_on[0]:6.2f} Gbit/s  off {off[0]:6.2f} Gbit/s  "
+              f"ratio {best_on[0] / off[0]:.2f}x")
+        print(f"new connections  recording on {best_on[1]:6.0f}/s       off {off[1]:6.0f}/s       "
+              f"ratio {best_on[1] / off[1]:.2f}x")
+        records = sum(1 for _ in open(os.path.join(lab.dir, "nodes", "node-1", "flows.jsonl")))
+        print(f"(node-1 wrote {records} records in its current file)")
+    finally:
+        try:
+            with open(os.path.join(tmp, "fast.pid")) as f:
+                os.kill(int(f.read().split()[0]), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+        os.environ.pop("GINGHAM_FLOWS", None)
+        lab.down()
+
+
+if __name__ == "__main__":
+    main()

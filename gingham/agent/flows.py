@@ -1,0 +1,240 @@
+"""Flow records: every connection a node's pods make or take, and every packet NetworkPolicy drops.
+
+A thread of the agent reads conntrack's events (kernel/ctevents.py) and the NetworkPolicy
+deny log (kernel/nflog.py; netpol/compile.py ends each isolated pod's chain with
+`log prefix "gingham-np <I|E> <ns>/<pod>" group 100 drop`). Each event becomes a record in
+the agent's own words: source and destination as pods (namespace, name, labels, node), a
+node, or "external"; the Service when the destination was one (its address before DNAT);
+the verdict; and for a denied packet which policies isolate the pod and that no rule of them
+allows it, as `netpol explain` says it. A connection has a record when it starts and when it
+ends (TCP: when conntrack sees it close; others: when the entry goes), the end with its bytes,
+packets and duration from conntrack's accounting.
+
+One node records a connection once in the cluster: the node of its source pod, or, for a
+client that is not a pod, the node that DNATs it or holds the destination pod (a
+masqueraded copy arriving from another node is skipped). Records go to a bounded ring in
+memory and to `flows.jsonl` in the agent's directory, rotated at `MAX_FILE` bytes into
+`flows.jsonl.1`, so neither grows without bound; `gingham lab flows` reads the files.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import select
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from ..kernel.ctevents import (NF_NETLINK_CONNTRACK_DESTROY, NF_NETLINK_CONNTRACK_NEW, NF_NETLINK_CONNTRACK_UPDATE,
+                               ConntrackEvents, CtEvent, enable_accounting, lookup)
+from ..kernel.nflog import Logged, NflogReader
+from .metrics import AgentMetrics
+
+NFLOG_GROUP = 100
+PREFIX = "gingham-np"
+MAX_FILE = int(os.environ.get("GINGHAM_FLOW_FILE_BYTES", 8 << 20))  # the tests make it small
+RING = 10_000
+PROTOCOLS = {6: "TCP", 17: "UDP", 132: "SCTP", 1: "ICMP"}
+TCP_CLOSING = {"TIME_WAIT", "CLOSE"}
+
+
+@dataclass
+class View:
+    """What the recorder needs of the cluster, replaced whole by the agent after each pass."""
+    node: str = ""
+    pods: dict[str, dict[str, Any]] = field(default_factory=dict)       # ip -> {namespace, name, labels, node}
+    node_ips: dict[str, str] = field(default_factory=dict)              # ip -> node name
+    services: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # (ip, port) -> {namespace, name}
+    node_ports: dict[int, dict[str, Any]] = field(default_factory=dict)  # nodePort -> Service
+    isolating: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (pod key, I|E) -> policies
+    pod_cidr: str = ""
+
+
+def _endpoint(view: View, ip: str, port: int) -> dict[str, Any]:
+    pod = view.pods.get(ip)
+    if pod is not None:
+        return {"ip": ip, "port": port, "kind": "pod", **pod}
+    if ip in view.node_ips:
+        return {"ip": ip, "port": port, "kind": "node", "node": view.node_ips[ip]}
+    return {"ip": ip, "port": port, "kind": "external"}
+
+
+def conn_record(view: View, ev: CtEvent, ended: bool) -> dict[str, Any] | None:
+    """A connection's record, or None when another node records it (or it is no pod's)."""
+    o, r = ev.orig, ev.reply
+    src, dst = _endpoint(view, o.src, o.sport), _endpoint(view, r.src, r.sport)
+    here = view.node
+    if src["kind"] == "pod":
+        if src["node"] != here:
+            return None
+    elif src["kind"] == "node" and src["node"] != here:
+        return None  # masqueraded by another node, which recorded it
+    elif not (dst.get("node") == here and dst["kind"] == "pod") and not ev.dnat:
+        return None
+    if src["kind"] != "pod" and dst["kind"] != "pod":
+        return None  # the node's own traffic (etcd, DNS upstream...): not a pod's flow
+    rec: dict[str, Any] = {"time": time.time(), "node": here, "type": "end" if ended else "start",
+                           "verdict": "forwarded", "protocol": PROTOCOLS.get(o.proto, str(o.proto)),
+                           "source": src, "destination": dst}
+    if ev.dnat:
+        svc = view.services.get((o.dst, o.dport)) or view.node_ports.get(o.dport)
+        rec["service"] = {"ip": o.dst, "port": o.dport, **(svc or {})}
+    if ended:
+        rec.update(packets=sum(ev.packets), bytes=sum(ev.bytes),
+                   duration=round((ev.stop_ns - ev.start_ns) / 1e9, 6) if ev.stop_ns and ev.start_ns else None)
+    return rec
+
+
+def deny_record(view: View, pkt: Logged) -> dict[str, Any] | None:
+    if not pkt.prefix.startswith(PREFIX + " "):
+        return None
+    _, direction, pod = (pkt.prefix.split(" ") + ["", ""])[:3]
+    src, dst = _endpoint(view, pkt.src, pkt.sport), _endpoint(view, pkt.dst, pkt.dport)
+    policies = view.isolating.get((pod, direction), [])
+    way = "ingress" if direction == "I" else "egress"
+    local = src if direction == "E" else dst
+    pod = f"{local['namespace']}/{local['name']}" if local["kind"] == "pod" else pod
+    return {"time": pkt.time or time.time(), "node": view.node, "type": "denied", "verdict": "dropped",
+            "protocol": PROTOCOLS.get(pkt.proto, str(pkt.proto)), "source": src, "destination": dst,
+            "direction": way, "bytes": pkt.length, "packets": 1,
+            "policy": {"isolatedBy": policies,
+                       "reason": f"{pod} is isolated for {way} by {', '.join(policies) or 'a policy'} "
+                                 "and no rule allows it"}}
+
+
+class FlowRecorder:
+    def __init__(self, state_dir: str, metrics: AgentMetrics | None = None) -> None:
+        self.metrics = metrics
+        self.path = os.path.join(state_dir, "flows.jsonl")
+        self.view = View()
+        self.ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=RING)
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()  # (verdict, protocol)
+        self.drops: collections.Counter[str] = collections.Counter()               # policy
+        self.ended: set[int] = set()  # conntrack ids whose end was recorded (TCP closes before the entry goes)
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.out: TextIO | None = None
+
+    def start(self) -> None:
+        enable_accounting()
+        self.ct = ConntrackEvents(NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY)
+        self.log = NflogReader(NFLOG_GROUP)
+        self.thread = threading.Thread(target=self._run, name="flows", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(2)
+            self.ct.close()
+            self.log.close()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            ready, _, _ = select.select([self.ct, self.log], [], [], 0.5)
+            try:
+                for src in ready:
+                    if src is self.ct:
+                        for ev in self.ct.read():
+                            self._conn(ev)
+                    else:
+                        for pkt in self.log.read():
+                            rec = deny_record(self.view, pkt)
+                            if rec is not None:
+                                self.drops.update(rec["policy"]["isolatedBy"] or ["(none)"])
+                                self._emit(rec)
+            except Exception as e:  # noqa: BLE001 - a record lost is better than a recorder gone
+                print(f"flows: {e!r}", file=sys.stderr, flush=True)
+            if self.metrics is not None:
+                for name, reader in (("conntrack", self.ct), ("nflog", self.log)):
+                    if reader.lost:
+                        self.metrics.flows_lost.labels(name).inc(reader.lost)
+                        reader.lost = 0
+
+    def _conn(self, ev: CtEvent) -> None:
+        """A start for a new entry; an end when TCP closes (the entry then lingers in TIME_WAIT)
+        or, for the rest, when the entry goes."""
+        if ev.kind == "update":
+            if ev.tcp_state not in TCP_CLOSING or ev.id in self.ended:
+                return
+            self.ended.add(ev.id)
+            now = lookup(ev.orig)  # an update carries no counters; the entry has them
+            if now is not None:
+                stop = time.time_ns()
+                ev = CtEvent("update", ev.id, ev.orig, ev.reply, ev.status, now.packets, now.bytes,
+                             now.start_ns, stop if now.start_ns else 0, ev.tcp_state)
+        elif ev.kind == "destroy" and ev.id in self.ended:
+            self.ended.discard(ev.id)
+            return
+        rec = conn_record(self.view, ev, ev.kind != "new")
+        if rec is not None:
+            self._emit(rec)
+
+    def _emit(self, rec: dict[str, Any]) -> None:
+        self.ring.append(rec)
+        self.counts[(rec["verdict"], rec["protocol"])] += 1
+        m = self.metrics
+        if m is not None:
+            m.flows.labels(rec["type"], rec["verdict"], rec["protocol"]).inc()
+            if rec["type"] == "denied":
+                for p in rec["policy"]["isolatedBy"] or ["(none)"]:
+                    m.policy_drops.labels(p, rec["direction"], "no rule allows it").inc()
+            elif rec["type"] == "end":
+                for side, way in (("source", "sent"), ("destination", "received")):
+                    s = rec[side]
+                    if s["kind"] == "pod" and s["node"] == rec["node"]:
+                        m.pod_bytes.labels(s["namespace"], s["name"], way).inc(rec["bytes"] or 0)
+                        m.pod_packets.labels(s["namespace"], s["name"], way).inc(rec["packets"] or 0)
+        line = json.dumps(rec, separators=(",", ":")) + "\n"
+        out = self.out if self.out is not None else open(self.path, "a", buffering=1)
+        out.write(line)
+        if out.tell() > MAX_FILE:
+            out.close()
+            os.replace(self.path, self.path + ".1")
+            out = open(self.path, "a", buffering=1)
+        self.out = out
+
+
+def build_view(node: str, cache: Any, services: Any, world: Any, old: View, changed: set[str]) -> View:
+    """The recorder's view after a pass; the parts whose inputs did not change are kept from `old`
+    (`changed`: the kinds of change the pass saw; "all" for a full pass)."""
+    from ..netpol.compile import deny_id
+    from ..netpol.evaluate import selecting
+    v = View(node)
+    everything = "all" in changed
+    if everything or changed & {"pod", "podstatus", "namespace"}:
+        for key, st in cache.pod_status.items():
+            pod = cache.pods.get(key)
+            if pod is not None and st.ip:
+                v.pods[st.ip] = {"namespace": pod.namespace, "name": pod.name, "labels": dict(pod.labels),
+                                 "node": pod.node_name}
+    else:
+        v.pods = old.pods
+    v.node_ips = {n.ip: name for name, n in cache.nodes.items()}
+    if everything or changed & {"service", "cluster"}:
+        for s in services.values():
+            ref = {"namespace": s.namespace, "name": s.name}
+            for ip in [s.cluster_ip, s.load_balancer_ip, *s.external_ips]:
+                if ip and ip != "None":
+                    for p in s.ports:
+                        v.services[(ip, p.port)] = ref
+            for p in s.ports:
+                if p.node_port:
+                    v.node_ports[p.node_port] = ref
+    else:
+        v.services, v.node_ports = old.services, old.node_ports
+    if world is not None:
+        for pod in world.pods:
+            if pod.node == node:
+                for ingress, d in ((True, "I"), (False, "E")):
+                    pols = selecting(world, pod, ingress)
+                    if pols:
+                        v.isolating[(deny_id(pod.key), d)] = [f"{p.namespace}/{p.name}" for p in pols]
+                        v.isolating[(pod.key, d)] = v.isolating[(deny_id(pod.key), d)]
+    else:
+        v.isolating = old.isolating
+    return v

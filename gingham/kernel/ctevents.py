@@ -1,0 +1,147 @@
+"""Conntrack's NEW and DESTROY events over ctnetlink multicast (what `conntrack -E` reads).
+
+A DESTROY event carries the entry's packet and byte counters (with `nf_conntrack_acct` on in
+the namespace) and its start and stop times (with `nf_conntrack_timestamp` on), so one event
+at each end of a connection is all a flow record needs. `enable_accounting()` turns both on
+(per network namespace). The socket's buffer is large; when the kernel still overflows it,
+`read()` reports how many events were lost (ENOBUFS) instead of failing.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from dataclasses import dataclass
+
+from . import sysctl
+from .conntrack import CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, IPCTNL_MSG_CT_DELETE, NETLINK_NETFILTER, Tuple
+from .rtnl import attrs
+
+NF_NETLINK_CONNTRACK_NEW, NF_NETLINK_CONNTRACK_UPDATE, NF_NETLINK_CONNTRACK_DESTROY = 0x1, 0x2, 0x4
+IPCTNL_MSG_CT_NEW = 0
+CTA_STATUS, CTA_MARK, CTA_COUNTERS_ORIG, CTA_COUNTERS_REPLY, CTA_ID, CTA_TIMESTAMP = 3, 8, 9, 10, 12, 20
+CTA_COUNTERS_PACKETS, CTA_COUNTERS_BYTES = 1, 2
+CTA_TIMESTAMP_START, CTA_TIMESTAMP_STOP = 1, 2
+CTA_PROTOINFO, CTA_PROTOINFO_TCP, CTA_PROTOINFO_TCP_STATE = 4, 1, 1
+TCP_STATES = ("NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT",
+              "CLOSE", "SYN_SENT2")
+NLM_F_CREATE = 0x400
+IPS_SRC_NAT, IPS_DST_NAT = 0x10, 0x20
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+SO_RCVBUFFORCE = 33
+
+
+@dataclass(frozen=True)
+class CtEvent:
+    kind: str             # "new", "update" (a state change) or "destroy"
+    id: int
+    orig: Tuple           # as the client sent it (the Service address before DNAT)
+    reply: Tuple          # as the server answers (the endpoint after DNAT)
+    status: int
+    packets: tuple[int, int] = (0, 0)  # original, reply direction
+    bytes: tuple[int, int] = (0, 0)
+    start_ns: int = 0
+    stop_ns: int = 0
+    tcp_state: str = ""
+
+    @property
+    def dnat(self) -> bool:
+        return bool(self.status & IPS_DST_NAT)
+
+
+def enable_accounting() -> None:
+    """Counters and timestamps on every entry of this namespace (conntrack -L -o extended shows them)."""
+    sysctl.write("net.netfilter.nf_conntrack_acct", 1)
+    sysctl.write("net.netfilter.nf_conntrack_timestamp", 1)
+
+
+def _counters(raw: bytes | None) -> tuple[int, int]:
+    if not raw:
+        return 0, 0
+    a = attrs(raw)
+    return (struct.unpack("!Q", a[CTA_COUNTERS_PACKETS])[0] if CTA_COUNTERS_PACKETS in a else 0,
+            struct.unpack("!Q", a[CTA_COUNTERS_BYTES])[0] if CTA_COUNTERS_BYTES in a else 0)
+
+
+def parse(kind: int, payload: bytes, flags: int = NLM_F_CREATE) -> CtEvent | None:
+    """One ctnetlink message (its payload after the netlink header) as an event; None for others.
+    A CT_NEW message is a new entry with NLM_F_CREATE, an update without."""
+    msg = kind & 0xFF
+    if msg not in (IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_DELETE) or len(payload) < 4:
+        return None
+    a = attrs(payload, 4)
+    if CTA_TUPLE_ORIG not in a or CTA_TUPLE_REPLY not in a:
+        return None
+    orig, reply = _counters(a.get(CTA_COUNTERS_ORIG)), _counters(a.get(CTA_COUNTERS_REPLY))
+    ts = attrs(a[CTA_TIMESTAMP]) if CTA_TIMESTAMP in a else {}
+    tcp = attrs(attrs(a[CTA_PROTOINFO]).get(CTA_PROTOINFO_TCP, b"")) if CTA_PROTOINFO in a else {}
+    state = tcp.get(CTA_PROTOINFO_TCP_STATE, b"")
+    kind_name = "destroy" if msg == IPCTNL_MSG_CT_DELETE else "new" if flags & NLM_F_CREATE else "update"
+    return CtEvent(kind_name,
+                   struct.unpack("!I", a[CTA_ID])[0] if CTA_ID in a else 0,
+                   Tuple(a[CTA_TUPLE_ORIG]), Tuple(a[CTA_TUPLE_REPLY]),
+                   struct.unpack("!I", a[CTA_STATUS])[0] if CTA_STATUS in a else 0,
+                   (orig[0], reply[0]), (orig[1], reply[1]),
+                   struct.unpack("!Q", ts[CTA_TIMESTAMP_START])[0] if CTA_TIMESTAMP_START in ts else 0,
+                   struct.unpack("!Q", ts[CTA_TIMESTAMP_STOP])[0] if CTA_TIMESTAMP_STOP in ts else 0,
+                   TCP_STATES[state[0]] if state and state[0] < len(TCP_STATES) else "")
+
+
+def lookup(orig: Tuple) -> CtEvent | None:
+    """The entry of an original tuple as the table holds it now (`conntrack -G`): its counters
+    so far, which an update event does not carry; None when it is gone."""
+    import _socket
+
+    from .conntrack import _msg
+    from .rtnl import NLA_F_NESTED, Rtnl, RtnlError, attr
+    nl = Rtnl(NETLINK_NETFILTER)
+    try:
+        got = nl.request(_msg(1), struct.pack("=BBH", _socket.AF_INET, 0, 0) + attr(CTA_TUPLE_ORIG | NLA_F_NESTED, orig.raw))
+    except RtnlError as e:
+        if e.errno == errno.ENOENT:
+            return None
+        raise
+    finally:
+        nl.close()
+    return parse(IPCTNL_MSG_CT_NEW, got[0], 0) if got else None
+
+
+class ConntrackEvents:
+    def __init__(self, groups: int = NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_DESTROY,
+                 rcvbuf: int = 8 << 20) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+        except OSError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.bind((0, groups))
+        self.lost = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def read(self) -> list[CtEvent]:
+        """The events of one datagram (blocks until one comes); [] after an overflow, counted in `lost`."""
+        try:
+            data = self.sock.recv(1 << 16)
+        except OSError as e:
+            if e.errno == errno.ENOBUFS:
+                self.lost += 1
+                return []
+            raise
+        out = []
+        off = 0
+        while off + 16 <= len(data):
+            length, kind, flags, _seq, _pid = struct.unpack_from("=IHHII", data, off)
+            if length < 16:
+                break
+            if kind not in (NLMSG_ERROR, NLMSG_DONE):
+                ev = parse(kind, data[off + 16:off + length], flags)
+                if ev is not None:
+                    out.append(ev)
+            off += (length + 3) & ~3
+        return out

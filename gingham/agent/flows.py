@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..kernel.ctevents import (NF_NETLINK_CONNTRACK_DESTROY, NF_NETLINK_CONNTRACK_NEW, NF_NETLINK_CONNTRACK_UPDATE,
-                               ConntrackEvents, CtEvent, enable_accounting, lookup)
+                               ConntrackEvents, CtEvent, Lookup, enable_accounting)
 from ..kernel.nflog import Logged, NflogReader
 from .metrics import AgentMetrics
 
@@ -123,6 +123,7 @@ class FlowRecorder:
         enable_accounting()
         self.ct = ConntrackEvents(NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY)
         self.log = NflogReader(NFLOG_GROUP)
+        self.lookup = Lookup()
         self.thread = threading.Thread(target=self._run, name="flows", daemon=True)
         self.thread.start()
 
@@ -132,6 +133,7 @@ class FlowRecorder:
             self.thread.join(2)
             self.ct.close()
             self.log.close()
+            self.lookup.close()
 
     def _run(self) -> None:
         while not self.stopping.is_set():
@@ -139,7 +141,7 @@ class FlowRecorder:
             try:
                 for src in ready:
                     if src is self.ct:
-                        for ev in self.ct.read():
+                        for ev in self.ct.read(self.ended):
                             self._conn(ev)
                     else:
                         for pkt in self.log.read():
@@ -149,6 +151,8 @@ class FlowRecorder:
                                 self._emit(rec)
             except Exception as e:  # noqa: BLE001 - a record lost is better than a recorder gone
                 print(f"flows: {e!r}", file=sys.stderr, flush=True)
+            if self.out is not None:
+                self.out.flush()  # a batch, one write: `lab flows --follow` sees it within a wakeup
             if self.metrics is not None:
                 for name, reader in (("conntrack", self.ct), ("nflog", self.log)):
                     if reader.lost:
@@ -162,7 +166,9 @@ class FlowRecorder:
             if ev.tcp_state not in TCP_CLOSING or ev.id in self.ended:
                 return
             self.ended.add(ev.id)
-            now = lookup(ev.orig)  # an update carries no counters; the entry has them
+            if conn_record(self.view, ev, True) is None:
+                return  # another node records it: no need for its counters
+            now = self.lookup(ev.orig)  # an update carries no counters; the entry has them
             if now is not None:
                 stop = time.time_ns()
                 ev = CtEvent("update", ev.id, ev.orig, ev.reply, ev.status, now.packets, now.bytes,
@@ -190,12 +196,12 @@ class FlowRecorder:
                         m.pod_bytes.labels(s["namespace"], s["name"], way).inc(rec["bytes"] or 0)
                         m.pod_packets.labels(s["namespace"], s["name"], way).inc(rec["packets"] or 0)
         line = json.dumps(rec, separators=(",", ":")) + "\n"
-        out = self.out if self.out is not None else open(self.path, "a", buffering=1)
+        out = self.out if self.out is not None else open(self.path, "a")
         out.write(line)
         if out.tell() > MAX_FILE:
             out.close()
             os.replace(self.path, self.path + ".1")
-            out = open(self.path, "a", buffering=1)
+            out = open(self.path, "a")
         self.out = out
 
 

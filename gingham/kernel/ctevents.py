@@ -88,23 +88,66 @@ def parse(kind: int, payload: bytes, flags: int = NLM_F_CREATE) -> CtEvent | Non
                    TCP_STATES[state[0]] if state and state[0] < len(TCP_STATES) else "")
 
 
-def lookup(orig: Tuple) -> CtEvent | None:
-    """The entry of an original tuple as the table holds it now (`conntrack -G`): its counters
-    so far, which an update event does not carry; None when it is gone."""
-    import _socket
+class Lookup:
+    """Entries read by their original tuple (`conntrack -G`), over one socket kept open."""
 
-    from .conntrack import _msg
-    from .rtnl import NLA_F_NESTED, Rtnl, RtnlError, attr
-    nl = Rtnl(NETLINK_NETFILTER)
-    try:
-        got = nl.request(_msg(1), struct.pack("=BBH", _socket.AF_INET, 0, 0) + attr(CTA_TUPLE_ORIG | NLA_F_NESTED, orig.raw))
-    except RtnlError as e:
-        if e.errno == errno.ENOENT:
+    def __init__(self) -> None:
+        from .rtnl import Rtnl
+        self.nl = Rtnl(NETLINK_NETFILTER)
+
+    def close(self) -> None:
+        self.nl.close()
+
+    def __call__(self, orig: Tuple) -> CtEvent | None:
+        """The entry as the table holds it now: its counters so far, which an update event does
+        not carry; None when it is gone."""
+        import _socket
+
+        from .conntrack import _msg
+        from .rtnl import NLA_F_NESTED, RtnlError, attr
+        try:
+            got = self.nl.request(_msg(1), struct.pack("=BBH", _socket.AF_INET, 0, 0) +
+                                  attr(CTA_TUPLE_ORIG | NLA_F_NESTED, orig.raw))
+        except RtnlError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise
+        return parse(IPCTNL_MSG_CT_NEW, got[0], 0) if got else None
+
+
+def _find(data: bytes, offset: int, want: int) -> bytes | None:
+    """One attribute's payload, scanning without building a dict (the hot path skips most messages)."""
+    end = len(data)
+    while offset + 4 <= end:
+        n, kind = struct.unpack_from("=HH", data, offset)
+        if n < 4:
             return None
-        raise
-    finally:
-        nl.close()
-    return parse(IPCTNL_MSG_CT_NEW, got[0], 0) if got else None
+        if kind & 0x3FFF == want:
+            return data[offset + 4:offset + n]
+        offset += (n + 3) & ~3
+    return None
+
+
+def wanted(kind: int, flags: int, payload: bytes, skip_ids: set[int]) -> bool:
+    """Whether a message is worth parsing: every new entry; an update only when a TCP connection
+    closes (TIME_WAIT or CLOSE); a destroy unless its id is in `skip_ids` (its end was recorded at
+    the close), which it leaves."""
+    msg = kind & 0xFF
+    if msg == IPCTNL_MSG_CT_NEW:
+        if flags & NLM_F_CREATE:
+            return True
+        info = _find(payload, 4, CTA_PROTOINFO)
+        tcp = _find(info, 0, CTA_PROTOINFO_TCP) if info else None
+        state = _find(tcp, 0, CTA_PROTOINFO_TCP_STATE) if tcp else None
+        return bool(state) and state[0] in (7, 8)  # type: ignore[index]
+    if msg == IPCTNL_MSG_CT_DELETE and skip_ids:
+        raw = _find(payload, 4, CTA_ID)
+        if raw is not None:
+            cid = struct.unpack("!I", raw)[0]
+            if cid in skip_ids:
+                skip_ids.discard(cid)
+                return False
+    return True
 
 
 class ConntrackEvents:
@@ -124,8 +167,9 @@ class ConntrackEvents:
     def close(self) -> None:
         self.sock.close()
 
-    def read(self) -> list[CtEvent]:
-        """The events of one datagram (blocks until one comes); [] after an overflow, counted in `lost`."""
+    def read(self, skip_ids: set[int] | None = None) -> list[CtEvent]:
+        """The events of one datagram worth parsing (`wanted`; blocks until one comes); [] after an
+        overflow, counted in `lost`."""
         try:
             data = self.sock.recv(1 << 16)
         except OSError as e:
@@ -139,8 +183,9 @@ class ConntrackEvents:
             length, kind, flags, _seq, _pid = struct.unpack_from("=IHHII", data, off)
             if length < 16:
                 break
-            if kind not in (NLMSG_ERROR, NLMSG_DONE):
-                ev = parse(kind, data[off + 16:off + length], flags)
+            payload = data[off + 16:off + length]
+            if kind not in (NLMSG_ERROR, NLMSG_DONE) and wanted(kind, flags, payload, skip_ids or set()):
+                ev = parse(kind, payload, flags)
                 if ev is not None:
                     out.append(ev)
             off += (length + 3) & ~3

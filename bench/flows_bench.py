@@ -20,6 +20,9 @@ import time
 
 from gingham.lab.cluster import Lab
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fast_backend  # noqa: E402
+
 CLUSTER = """
 apiVersion: gingham.dev/v1alpha1
 kind: Cluster
@@ -35,17 +38,6 @@ apiVersion: v1
 kind: Pod
 metadata: {name: server}
 spec: {nodeName: node-2, containers: [{name: c, ports: [{containerPort: 9}]}]}
-"""
-FAST = """global
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend fast
-    bind :8081
-    http-request return status 200 content-type text/plain string "ok\\n"
 """
 
 
@@ -89,15 +81,11 @@ def main() -> None:
     path = os.path.join(tmp, "lab.yaml")
     with open(path, "w") as f:
         f.write(CLUSTER)
-    cfg = os.path.join(tmp, "fast.cfg")
-    with open(cfg, "w") as f:
-        f.write(FAST)
     lab = Lab("flowbench")
     lab.down()
     lab.up([path])
     try:
-        subprocess.run(["nsenter", f"--net={lab.target_netns('default/server')}", "haproxy", "-D", "-f", cfg,
-                        "-p", os.path.join(tmp, "fast.pid")], check=True)
+        fast_backend.start(lab.target_netns("default/server"), tmp)
         ip = next(p["ip"] for p in lab.pods() if p["name"] == "server")
         measure(lab, ip, 1)  # warm up
         on = measure(lab, ip, seconds)
@@ -113,11 +101,7 @@ def main() -> None:
         records = sum(1 for _ in open(os.path.join(lab.dir, "nodes", "node-1", "flows.jsonl")))
         print(f"(node-1 wrote {records} records in its current file)")
     finally:
-        try:
-            with open(os.path.join(tmp, "fast.pid")) as f:
-                os.kill(int(f.read().split()[0]), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
+        fast_backend.stop(os.path.join(tmp, "fast.pid"))
         os.environ.pop("GINGHAM_FLOWS", None)
         lab.down()
 

@@ -25,6 +25,9 @@ import time
 from gingham.kernel import netns
 from gingham.lab.cluster import Lab
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fast_backend  # noqa: E402
+
 CLUSTER = """
 apiVersion: gingham.dev/v1alpha1
 kind: Cluster
@@ -52,17 +55,6 @@ spec:
       paths: [{path: /, pathType: Prefix, backend: {service: {name: fast, port: {number: 80}}}}]
 """
 
-FAST = """global
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend fast
-    bind :8081
-    http-request return status 200 content-type text/plain string "ok\\n"
-"""
 
 
 def hey(lab: Lab, url: str, seconds: int, host: str = "", *extra: str) -> tuple[float, float, float]:
@@ -116,11 +108,7 @@ def main() -> None:
     lab.up([path])
     pid_file = os.path.join(tmp, "fast.pid")
     try:
-        cfg = os.path.join(tmp, "fast.cfg")
-        with open(cfg, "w") as f:
-            f.write(FAST)
-        subprocess.run(["nsenter", f"--net={lab.target_netns('default/fast-0')}", "haproxy", "-D", "-f", cfg,
-                        "-p", pid_file], check=True)
+        fast_backend.start(lab.target_netns("default/fast-0"), tmp)
         services = {s["name"]: s for s in lab.services()}
         direct, ingress = services["fast"]["externalIP"], services["gingham-ingress"]["externalIP"]
         until(lab, lambda: get(ingress, "fast.example.com")[0] == 200)
@@ -187,11 +175,7 @@ spec: {nodeName: node-1, containers: [{name: c, ports: [{containerPort: 8081}]}]
         print(f"a new endpoint: lab apply returned in {applied:.2f}s (the pod started and became ready), "
               f"receiving requests {live:.2f}s after it started ({(live - applied) * 1000:.0f} ms after apply returned)")
     finally:
-        try:
-            with open(pid_file) as f:
-                os.kill(int(f.read().split()[0]), 15)
-        except (OSError, ValueError):
-            pass
+        fast_backend.stop(pid_file)
         lab.down()
 
 

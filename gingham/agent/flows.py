@@ -20,6 +20,7 @@ memory and to `flows.jsonl` in the agent's directory, rotated at `MAX_FILE` byte
 from __future__ import annotations
 
 import collections
+import ipaddress
 import json
 import os
 import select
@@ -114,7 +115,8 @@ class FlowRecorder:
         self.ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=RING)
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()  # (verdict, protocol)
         self.drops: collections.Counter[str] = collections.Counter()               # policy
-        self.ended: set[int] = set()  # conntrack ids whose end was recorded (TCP closes before the entry goes)
+        self.ended: set[int] = set()
+        self.quiet_ports: set[int] = set()  # the pinger's local ports (pinger.py), its probes not recorded  # conntrack ids whose end was recorded (TCP closes before the entry goes)
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.out: TextIO | None = None
@@ -176,6 +178,8 @@ class FlowRecorder:
         elif ev.kind == "destroy" and ev.id in self.ended:
             self.ended.discard(ev.id)
             return
+        if ev.orig.sport in self.quiet_ports and ev.orig.src in self.view.node_ips:
+            return  # the agent's own round-trip probes (pinger.py)
         rec = conn_record(self.view, ev, ev.kind != "new")
         if rec is not None:
             self._emit(rec)
@@ -221,6 +225,9 @@ def build_view(node: str, cache: Any, services: Any, world: Any, old: View, chan
     else:
         v.pods = old.pods
     v.node_ips = {n.ip: name for name, n in cache.nodes.items()}
+    for name, n in cache.nodes.items():  # a node's own address on the overlay: its VTEP's, .0 of its pod CIDR
+        if n.pod_cidr:
+            v.node_ips.setdefault(str(ipaddress.ip_network(n.pod_cidr).network_address), name)
     if everything or changed & {"service", "cluster"}:
         for s in services.values():
             ref = {"namespace": s.namespace, "name": s.name}

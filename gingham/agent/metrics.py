@@ -57,6 +57,12 @@ class AgentMetrics:
                                    ["namespace", "pod", "direction"], registry=r)
         self.flows_lost = Counter("gingham_flow_events_lost_total", "Kernel messages the recorder could not read "
                                   "in time (socket overflows)", ["source"], registry=r)
+        self.peer_rtt = Histogram("gingham_peer_rtt_seconds", "TCP connect round trips to other nodes and their pods",
+                                  ["target_node", "kind"], registry=r,
+                                  buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                           0.5, 1.0))
+        self.peer_probes = Counter("gingham_peer_probes_total", "Round-trip probes to other nodes and their pods "
+                                   "(result: ok or lost)", ["target_node", "kind", "result"], registry=r)
         for source in ("conntrack", "nflog"):  # a series from the start, at 0: a lost message shows as a change
             self.flows_lost.labels(source)
         self.conntrack = Gauge("gingham_conntrack_entries", "Entries in this node's conntrack table", registry=r)

@@ -38,6 +38,8 @@ from .cni_server import CNIServer, warm_up
 from .dns import DNSController
 from .health import HealthServers
 from .flows import FlowRecorder, build_view
+from .pinger import Pinger
+from .pinger import targets as pinger_targets
 from .ingress import IngressController
 from .metrics import METRICS_PORT, AgentMetrics, serve_metrics
 from .netpol import NetpolController
@@ -72,6 +74,8 @@ class NodeAgent:
         self.dns = DNSController()
         self.ingress = IngressController(node, state_dir)
         self.flows = FlowRecorder(state_dir, self.metrics)
+        self.pinger = Pinger(self.metrics)
+        self.flows.quiet_ports = self.pinger.ports
         self.health = HealthServers()
         self.special: set[str] = set()  # LoadBalancer and health-check Services, as last announced
         self.bridge_netfilter = False    # bridged frames through the IP hooks (agent/services.py)
@@ -142,6 +146,7 @@ class NodeAgent:
                 self.flows.start()
         except OSError as e:  # a kernel without nfnetlink_log or ctnetlink events: no flow records
             print(f"agent {self.node}: flow records off: {e}", file=sys.stderr, flush=True)
+        self.pinger.start()
         full = True
         try:
             while not self.stop.is_set():
@@ -167,6 +172,7 @@ class NodeAgent:
                 if changes:
                     merge(changes, self.source.settle(quiet=0.003, limit=0.05))
         finally:
+            self.pinger.stop()
             self.flows.stop()
             self.lease.stop()
             self.source.stop()
@@ -224,6 +230,12 @@ class NodeAgent:
             self.dns.sync(cache, svc.services, svc.endpoints, touched, changed_pods, full)
             self.flows.view = build_view(self.node, cache, svc.services, world, self.flows.view,
                                          {"all"} if full else set(changes))
+            if full or changes.keys() & {"node", "lease", "pod", "podstatus"}:
+                pods = [(st.ip, p.node_name, next((c.port for c in p.ports if c.protocol == "TCP"), 0))
+                        for k, st in cache.pod_status.items() if (p := cache.pods.get(k)) is not None and st.ip
+                        and st.ready and not p.host_network]
+                self.pinger.targets = pinger_targets(self.node, cache.nodes, [t for t in pods if t[2]], alive,
+                                                     METRICS_PORT)
             if full or self.ingress.concerned(changes.get("object", set()), touched):
                 try:
                     self.ingress.sync(cache.objects, svc.services, svc.endpoints,

@@ -10,12 +10,12 @@ at each end of a connection is all a flow record needs. `enable_accounting()` tu
 from __future__ import annotations
 
 import errno
-import socket
 import struct
 from dataclasses import dataclass
 
 from . import sysctl
 from .conntrack import CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, IPCTNL_MSG_CT_DELETE, NETLINK_NETFILTER, Tuple
+from .nlsocket import NetlinkListener
 from .rtnl import attrs
 
 NF_NETLINK_CONNTRACK_NEW, NF_NETLINK_CONNTRACK_UPDATE, NF_NETLINK_CONNTRACK_DESTROY = 0x1, 0x2, 0x4
@@ -28,8 +28,6 @@ TCP_STATES = ("NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_
               "CLOSE", "SYN_SENT2")
 NLM_F_CREATE = 0x400
 IPS_SRC_NAT, IPS_DST_NAT = 0x10, 0x20
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-SO_RCVBUFFORCE = 33
 
 
 @dataclass(frozen=True)
@@ -150,43 +148,18 @@ def wanted(kind: int, flags: int, payload: bytes, skip_ids: set[int]) -> bool:
     return True
 
 
-class ConntrackEvents:
+class ConntrackEvents(NetlinkListener):
     def __init__(self, groups: int = NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_DESTROY,
                  rcvbuf: int = 8 << 20) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
-        except OSError:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.bind((0, groups))
-        self.lost = 0
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def close(self) -> None:
-        self.sock.close()
+        super().__init__(groups, rcvbuf)
 
     def read(self, skip_ids: set[int] | None = None) -> list[CtEvent]:
         """The events of one datagram worth parsing (`wanted`; blocks until one comes); [] after an
         overflow, counted in `lost`."""
-        try:
-            data = self.sock.recv(1 << 16)
-        except OSError as e:
-            if e.errno == errno.ENOBUFS:
-                self.lost += 1
-                return []
-            raise
         out = []
-        off = 0
-        while off + 16 <= len(data):
-            length, kind, flags, _seq, _pid = struct.unpack_from("=IHHII", data, off)
-            if length < 16:
-                break
-            payload = data[off + 16:off + length]
-            if kind not in (NLMSG_ERROR, NLMSG_DONE) and wanted(kind, flags, payload, skip_ids or set()):
+        for kind, flags, payload in self.messages(1 << 16):
+            if wanted(kind, flags, payload, skip_ids if skip_ids is not None else set()):
                 ev = parse(kind, payload, flags)
                 if ev is not None:
                     out.append(ev)
-            off += (length + 3) & ~3
         return out

@@ -13,8 +13,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from .conntrack import NETLINK_NETFILTER
-from .rtnl import NLA_F_NESTED, attrs
+from .nlsocket import NetlinkListener
+from .rtnl import attrs
 
 NFNL_SUBSYS_ULOG = 4
 NFULNL_MSG_PACKET, NFULNL_MSG_CONFIG = 0, 1
@@ -23,7 +23,6 @@ NFULNL_CFG_CMD_BIND, NFULNL_CFG_CMD_UNBIND, NFULNL_CFG_CMD_PF_BIND = 1, 2, 3
 NFULNL_COPY_PACKET = 2
 NFULA_PACKET_HDR, NFULA_TIMESTAMP, NFULA_IFINDEX_INDEV, NFULA_PAYLOAD, NFULA_PREFIX = 1, 3, 4, 9, 10
 NLM_F_REQUEST, NLM_F_ACK = 1, 4
-SO_RCVBUFFORCE = 33
 COPY = 64  # bytes of each packet: an IPv4 header with options and the ports
 
 
@@ -65,17 +64,11 @@ def parse_packet(payload: bytes) -> Logged | None:
                   struct.unpack_from("!H", pkt, 2)[0])
 
 
-class NflogReader:
+class NflogReader(NetlinkListener):
     def __init__(self, group: int, rcvbuf: int = 4 << 20) -> None:
+        super().__init__(0, rcvbuf)
         self.group = group
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
-        except OSError:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.bind((0, 0))
         self.seq = 0
-        self.lost = 0
         self._config(socket.AF_INET, 0, _attr(NFULA_CFG_CMD, bytes([NFULNL_CFG_CMD_PF_BIND])))
         self._config(socket.AF_UNSPEC, group, _attr(NFULA_CFG_CMD, bytes([NFULNL_CFG_CMD_BIND])))
         self._config(socket.AF_UNSPEC, group, _attr(NFULA_CFG_MODE, struct.pack("!IBB", COPY, NFULNL_COPY_PACKET, 0)))
@@ -95,36 +88,22 @@ class NflogReader:
                     raise OSError(-code, f"nfnetlink_log: configuring group {self.group}: {errno.errorcode.get(-code)}")
                 return
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
     def close(self) -> None:
         try:
             self._config(socket.AF_UNSPEC, self.group, _attr(NFULA_CFG_CMD, bytes([NFULNL_CFG_CMD_UNBIND])))
         except OSError:
             pass
-        self.sock.close()
+        super().close()
 
     def read(self) -> list[Logged]:
         """The packets of one datagram (blocks until one comes); [] after an overflow, counted in `lost`."""
-        try:
-            data = self.sock.recv(1 << 17)
-        except OSError as e:
-            if e.errno == errno.ENOBUFS:
-                self.lost += 1
-                return []
-            raise
-        out, off = [], 0
-        while off + 16 <= len(data):
-            length, kind, _, _, _ = struct.unpack_from("=IHHII", data, off)
-            if length < 16:
-                break
+        out = []
+        for kind, _, payload in self.messages():
             if kind == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET:
-                got = parse_packet(data[off + 16:off + length])
+                got = parse_packet(payload)
                 if got is not None:
                     out.append(got)
-            off += (length + 3) & ~3
         return out
 
 
-__all__ = ["Logged", "NLA_F_NESTED", "NflogReader", "parse_packet"]
+__all__ = ["Logged", "NflogReader", "parse_packet"]

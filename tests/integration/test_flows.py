@@ -158,3 +158,13 @@ def test_the_agents_metrics_count_flows_drops_bytes_and_the_conntrack_table(lab)
                      'reason="no rule allows it"}') >= 1
     assert value(n1, 'gingham_pod_bytes_total{direction="sent",namespace="default",pod="client"}') > 0
     assert 0 < value(n1, "gingham_conntrack_entries") < value(n1, "gingham_conntrack_max")
+
+
+def test_round_trips_to_the_other_node_and_its_pods_are_measured_and_not_recorded_as_flows(lab):
+    time.sleep(2)  # two rounds of the pinger
+    n1 = scrape(lab, "node-1")
+    assert value(n1, 'gingham_peer_probes_total{kind="node",result="ok",target_node="node-2"}') >= 1
+    assert value(n1, 'gingham_peer_probes_total{kind="pod",result="ok",target_node="node-2"}') >= 1
+    assert value(n1, 'gingham_peer_probes_total{kind="node",result="lost",target_node="node-2"}') == 0
+    assert value(n1, 'gingham_peer_rtt_seconds_count{kind="node",target_node="node-2"}') >= 1
+    assert not [r for r in flows(lab) if r["source"]["kind"] == "node" and r["destination"].get("port") == 10249]

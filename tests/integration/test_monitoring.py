@@ -77,7 +77,7 @@ def test_prometheus_scrapes_the_lab_and_every_dashboard_query_returns_series(lab
     prom_ns = os.path.join("/run/netns", lab.ns("monitoring"))
     up = monitoring.query(prom_ns, 'up')
     assert up["status"] == "success"
-    deadline = time.monotonic() + 90  # rates need two scrapes (5 s apart) after the first record
+    deadline = time.monotonic() + 150  # rates need two scrapes (5 s apart) after the first record
     missing: list[str] = []
     while time.monotonic() < deadline:
         ups = monitoring.query(prom_ns, 'up == 1')["data"]["result"]

@@ -24,6 +24,7 @@ import ipaddress
 import json
 import os
 import select
+import socket
 import sys
 import threading
 import time
@@ -53,6 +54,7 @@ class View:
     node_ports: dict[int, dict[str, Any]] = field(default_factory=dict)  # nodePort -> Service
     isolating: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (pod key, I|E) -> policies
     pod_cidr: str = ""
+    others: frozenset[bytes] = frozenset()  # other nodes' pods and addresses: connections they record
 
 
 def _endpoint(view: View, ip: str, port: int) -> dict[str, Any]:
@@ -143,7 +145,7 @@ class FlowRecorder:
             try:
                 for src in ready:
                     if src is self.ct:
-                        for ev in self.ct.read(self.ended):
+                        for ev in self.ct.read(self.ended, self.view.others):
                             self._conn(ev)
                     else:
                         for pkt in self.log.read():
@@ -228,6 +230,13 @@ def build_view(node: str, cache: Any, services: Any, world: Any, old: View, chan
     for name, n in cache.nodes.items():  # a node's own address on the overlay: its VTEP's, .0 of its pod CIDR
         if n.pod_cidr:
             v.node_ips.setdefault(str(ipaddress.ip_network(n.pod_cidr).network_address), name)
+    # conn_record's first rule, as bytes the reader checks before parsing: a connection from another
+    # node's pod or from another node is that node's to record
+    if everything or v.pods is not old.pods or v.node_ips != old.node_ips:
+        v.others = frozenset(socket.inet_aton(ip) for ip, info in v.pods.items() if info["node"] != node) | \
+            frozenset(socket.inet_aton(ip) for ip, name in v.node_ips.items() if name != node)
+    else:
+        v.others = old.others
     if everything or changed & {"service", "cluster"}:
         for s in services.values():
             ref = {"namespace": s.namespace, "name": s.name}

@@ -10,6 +10,7 @@ at each end of a connection is all a flow record needs. `enable_accounting()` tu
 from __future__ import annotations
 
 import errno
+import socket
 import struct
 from dataclasses import dataclass
 
@@ -126,11 +127,21 @@ def _find(data: bytes, offset: int, want: int) -> bytes | None:
     return None
 
 
-def wanted(kind: int, flags: int, payload: bytes, skip_ids: set[int]) -> bool:
+def orig_src(payload: bytes) -> bytes | None:
+    """The original direction's IPv4 source address, as 4 bytes, found without parsing the rest."""
+    orig = _find(payload, 4, CTA_TUPLE_ORIG)
+    ip = _find(orig, 0, 1) if orig else None  # CTA_TUPLE_IP
+    return _find(ip, 0, 1) if ip else None    # CTA_IP_V4_SRC
+
+
+def wanted(kind: int, flags: int, payload: bytes, skip_ids: set[int],
+           skip_sources: frozenset[bytes] = frozenset()) -> bool:
     """Whether a message is worth parsing: every new entry; an update only when a TCP connection
     closes (TIME_WAIT or CLOSE); a destroy unless its id is in `skip_ids` (its end was recorded at
     the close), which it leaves."""
     msg = kind & 0xFF
+    if skip_sources and orig_src(payload) in skip_sources:
+        return False  # a connection another node records (its source is that node's pod or the node)
     if msg == IPCTNL_MSG_CT_NEW:
         if flags & NLM_F_CREATE:
             return True
@@ -148,17 +159,71 @@ def wanted(kind: int, flags: int, payload: bytes, skip_ids: set[int]) -> bool:
     return True
 
 
+def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
+    return struct.pack("=HBBI", code, jt, jf, k & 0xFFFFFFFF)
+
+
+def update_filter() -> bytes:
+    """A classic BPF socket filter that lets the kernel drop the updates `wanted` would skip: a
+    conntrack CT_NEW message without NLM_F_CREATE passes only when its TCP state is TIME_WAIT or
+    CLOSE (found with the netlink attribute helpers SKF_AD_NLATTR and SKF_AD_NLATTR_NEST); every
+    other message passes. Loads are big-endian, so the little-endian type 0x0100 reads 0x0001
+    and the flag NLM_F_CREATE (0x400) reads 0x0004."""
+    nlattr, nest = -0x1000 + 12, -0x1000 + 16
+    ld_h, ld_imm, ldx_imm, ld_w, jeq, jset, tax, ld_b_ind, ret = 0x28, 0x00, 0x01, 0x20, 0x15, 0x45, 0x07, 0x50, 0x06
+    prog: list[tuple[int, str | None, str | None, int]] = [
+        (ld_h, None, None, 4),                 # the message type
+        (jeq, None, "accept", 0x0001),         # not CT_NEW (a destroy): pass
+        (ld_h, None, None, 6),                 # its flags
+        (jset, "accept", None, 0x0004),        # NLM_F_CREATE: a new entry, pass
+        (ld_imm, None, None, 20),              # A: where the attributes start (after nlmsghdr, nfgenmsg)
+        (ldx_imm, None, None, CTA_PROTOINFO),
+        (ld_w, None, None, nlattr),            # A = offset of CTA_PROTOINFO, 0 if none
+        (jeq, "drop", None, 0),
+        (ldx_imm, None, None, CTA_PROTOINFO_TCP),
+        (ld_w, None, None, nest),              # A = offset of CTA_PROTOINFO_TCP inside it
+        (jeq, "drop", None, 0),
+        (ldx_imm, None, None, CTA_PROTOINFO_TCP_STATE),
+        (ld_w, None, None, nest),              # A = offset of the state attribute
+        (jeq, "drop", None, 0),
+        (tax, None, None, 0),
+        (ld_b_ind, None, None, 4),             # the state byte, after the attribute header
+        (jeq, "accept", None, 7),              # TIME_WAIT
+        (jeq, "accept", "drop", 8),            # CLOSE
+    ]
+    labels = {"drop": len(prog), "accept": len(prog) + 1}
+    out = [_insn(code, labels[jt] - i - 1 if jt else 0, labels[jf] - i - 1 if jf else 0, k)
+           for i, (code, jt, jf, k) in enumerate(prog)]
+    out += [_insn(ret, 0, 0, 0), _insn(ret, 0, 0, 0x40000)]  # drop, accept
+    return b"".join(out)
+
+
+def attach(sock: "socket.socket", prog: bytes) -> None:
+    """SO_ATTACH_FILTER with a classic BPF program (struct sock_fprog points at it)."""
+    import ctypes
+    buf = ctypes.create_string_buffer(prog)
+    fprog = struct.pack("HxxxxxxQ", len(prog) // 8, ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, 26, fprog)  # SO_ATTACH_FILTER copies the program
+
+
 class ConntrackEvents(NetlinkListener):
     def __init__(self, groups: int = NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_DESTROY,
                  rcvbuf: int = 8 << 20) -> None:
         super().__init__(groups, rcvbuf)
+        self.filtered = False
+        if groups & NF_NETLINK_CONNTRACK_UPDATE:
+            try:  # the kernel drops most updates; `wanted` still judges whatever passes
+                attach(self.sock, update_filter())
+                self.filtered = True
+            except OSError:
+                pass
 
-    def read(self, skip_ids: set[int] | None = None) -> list[CtEvent]:
+    def read(self, skip_ids: set[int] | None = None, skip_sources: frozenset[bytes] = frozenset()) -> list[CtEvent]:
         """The events of one datagram worth parsing (`wanted`; blocks until one comes); [] after an
         overflow, counted in `lost`."""
         out = []
         for kind, flags, payload in self.messages(1 << 16):
-            if wanted(kind, flags, payload, skip_ids if skip_ids is not None else set()):
+            if wanted(kind, flags, payload, skip_ids if skip_ids is not None else set(), skip_sources):
                 ev = parse(kind, payload, flags)
                 if ev is not None:
                     out.append(ev)

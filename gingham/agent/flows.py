@@ -122,6 +122,7 @@ class FlowRecorder:
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.out: TextIO | None = None
+        self.written = 0  # characters in the current file (records are ASCII: json.dumps escapes the rest)
 
     def start(self) -> None:
         enable_accounting()
@@ -202,13 +203,15 @@ class FlowRecorder:
                         m.pod_bytes.labels(s["namespace"], s["name"], way).inc(rec["bytes"] or 0)
                         m.pod_packets.labels(s["namespace"], s["name"], way).inc(rec["packets"] or 0)
         line = json.dumps(rec, separators=(",", ":")) + "\n"
-        out = self.out if self.out is not None else open(self.path, "a")
-        out.write(line)
-        if out.tell() > MAX_FILE:
-            out.close()
+        if self.out is None:
+            self.out = open(self.path, "a")
+            self.written = os.path.getsize(self.path)
+        self.out.write(line)
+        self.written += len(line)  # counted here: a text file's tell() costs more than the record
+        if self.written > MAX_FILE:
+            self.out.close()
             os.replace(self.path, self.path + ".1")
-            out = open(self.path, "a")
-        self.out = out
+            self.out, self.written = open(self.path, "a"), 0
 
 
 def build_view(node: str, cache: Any, services: Any, world: Any, old: View, changed: set[str]) -> View:

@@ -53,7 +53,6 @@ class View:
     services: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # (ip, port) -> {namespace, name}
     node_ports: dict[int, dict[str, Any]] = field(default_factory=dict)  # nodePort -> Service
     isolating: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (pod key, I|E) -> policies
-    pod_cidr: str = ""
     others: frozenset[bytes] = frozenset()  # other nodes' pods and addresses: connections they record
 
 
@@ -115,8 +114,6 @@ class FlowRecorder:
         self.path = os.path.join(state_dir, "flows.jsonl")
         self.view = View()
         self.ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=RING)
-        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()  # (verdict, protocol)
-        self.drops: collections.Counter[str] = collections.Counter()               # policy
         self.ended: set[int] = set()
         self.quiet_ports: set[int] = set()  # the pinger's local ports (pinger.py), its probes not recorded  # conntrack ids whose end was recorded (TCP closes before the entry goes)
         self.stopping = threading.Event()
@@ -152,7 +149,6 @@ class FlowRecorder:
                         for pkt in self.log.read():
                             rec = deny_record(self.view, pkt)
                             if rec is not None:
-                                self.drops.update(rec["policy"]["isolatedBy"] or ["(none)"])
                                 self._emit(rec)
             except Exception as e:  # noqa: BLE001 - a record lost is better than a recorder gone
                 print(f"flows: {e!r}", file=sys.stderr, flush=True)
@@ -171,25 +167,23 @@ class FlowRecorder:
             if ev.tcp_state not in TCP_CLOSING or ev.id in self.ended:
                 return
             self.ended.add(ev.id)
-            if conn_record(self.view, ev, True) is None:
-                return  # another node records it: no need for its counters
-            now = self.lookup(ev.orig)  # an update carries no counters; the entry has them
-            if now is not None:
-                stop = time.time_ns()
-                ev = CtEvent("update", ev.id, ev.orig, ev.reply, ev.status, now.packets, now.bytes,
-                             now.start_ns, stop if now.start_ns else 0, ev.tcp_state)
         elif ev.kind == "destroy" and ev.id in self.ended:
             self.ended.discard(ev.id)
             return
         if ev.orig.sport in self.quiet_ports and ev.orig.src in self.view.node_ips:
             return  # the agent's own round-trip probes (pinger.py)
         rec = conn_record(self.view, ev, ev.kind != "new")
-        if rec is not None:
-            self._emit(rec)
+        if rec is None:
+            return  # another node's to record
+        if ev.kind == "update":  # an update carries no counters; the entry has them
+            now = self.lookup(ev.orig)
+            if now is not None:
+                rec.update(packets=sum(now.packets), bytes=sum(now.bytes),
+                           duration=round((time.time_ns() - now.start_ns) / 1e9, 6) if now.start_ns else None)
+        self._emit(rec)
 
     def _emit(self, rec: dict[str, Any]) -> None:
         self.ring.append(rec)
-        self.counts[(rec["verdict"], rec["protocol"])] += 1
         m = self.metrics
         if m is not None:
             m.flows.labels(rec["type"], rec["verdict"], rec["protocol"]).inc()

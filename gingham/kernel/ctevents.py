@@ -15,9 +15,9 @@ import struct
 from dataclasses import dataclass
 
 from . import sysctl
-from .conntrack import CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, IPCTNL_MSG_CT_DELETE, NETLINK_NETFILTER, Tuple
+from .conntrack import CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_GET, NETLINK_NETFILTER, Tuple, _msg
 from .nlsocket import NetlinkListener
-from .rtnl import attrs
+from .rtnl import NLA_F_NESTED, Rtnl, RtnlError, attr, attrs
 
 NF_NETLINK_CONNTRACK_NEW, NF_NETLINK_CONNTRACK_UPDATE, NF_NETLINK_CONNTRACK_DESTROY = 0x1, 0x2, 0x4
 IPCTNL_MSG_CT_NEW = 0
@@ -91,7 +91,6 @@ class Lookup:
     """Entries read by their original tuple (`conntrack -G`), over one socket kept open."""
 
     def __init__(self) -> None:
-        from .rtnl import Rtnl
         self.nl = Rtnl(NETLINK_NETFILTER)
 
     def close(self) -> None:
@@ -100,12 +99,8 @@ class Lookup:
     def __call__(self, orig: Tuple) -> CtEvent | None:
         """The entry as the table holds it now: its counters so far, which an update event does
         not carry; None when it is gone."""
-        import _socket
-
-        from .conntrack import _msg
-        from .rtnl import NLA_F_NESTED, RtnlError, attr
         try:
-            got = self.nl.request(_msg(1), struct.pack("=BBH", _socket.AF_INET, 0, 0) +
+            got = self.nl.request(_msg(IPCTNL_MSG_CT_GET), struct.pack("=BBH", socket.AF_INET, 0, 0) +
                                   attr(CTA_TUPLE_ORIG | NLA_F_NESTED, orig.raw))
         except RtnlError as e:
             if e.errno == errno.ENOENT:

@@ -58,7 +58,8 @@ def start(ns_path: str, directory: str, node_ips: list[str]) -> int:
             return proc.pid
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus did not start; see {os.path.join(directory, 'prometheus.log')}")
+                from .cluster import LabError  # one line and exit code 1 from `lab up --monitoring`
+                raise LabError(f"prometheus did not start; see {os.path.join(directory, 'prometheus.log')}")
             time.sleep(0.2)
 
 

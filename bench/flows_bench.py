@@ -46,22 +46,39 @@ def run_in(lab: Lab, target: str, *cmd: str) -> str:
                           text=True).stdout
 
 
-def measure(lab: Lab, ip: str, seconds: int) -> tuple[float, float]:
-    """(Gbit/s, new connections/s) from client to server."""
+def agent_cpu(lab: Lab) -> dict[str, float]:
+    """Each agent's CPU seconds so far (user + system, from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for node, pid in lab.meta()["agents"].items():
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out[node] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def measure(lab: Lab, ip: str, seconds: int) -> tuple[float, float, dict[str, float]]:
+    """(Gbit/s, new connections/s, each agent's CPU microseconds per connection) from client to server."""
     srv = subprocess.Popen(["nsenter", f"--net={lab.target_netns('default/server')}", "iperf3", "-s", "-1"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.3)
     out = run_in(lab, "default/client", "iperf3", "-c", ip, "-t", str(seconds), "-J")
     srv.wait(10)
     gbits = float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e9
+    before = agent_cpu(lab)
     hey = run_in(lab, "default/client", "hey", "-z", f"{seconds}s", "-c", "8", "-disable-keepalive",
                  f"http://{ip}:8081/")
     if "Error distribution" in hey:
         raise SystemExit(f"hey saw errors:\n{hey}")
-    return gbits, float(re.search(r"Requests/sec:\s+([\d.]+)", hey)[1])  # type: ignore[index]
+    after = agent_cpu(lab)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", hey)[1])  # type: ignore[index]
+    per_conn = {n: (after[n] - before[n]) * 1e6 / (rate * seconds) for n in after}
+    return gbits, rate, per_conn
 
 
 def restart_agents(lab: Lab, flows: str) -> None:
+    """Agents with recording on or off; off as a node that never recorded: no conntrack accounting,
+    no event masks (what an agent with recording on turned on stays on in its namespace)."""
     os.environ["GINGHAM_FLOWS"] = flows
     for node, pid in lab.meta()["agents"].items():
         os.kill(int(pid), signal.SIGTERM)
@@ -71,6 +88,11 @@ def restart_agents(lab: Lab, flows: str) -> None:
                 time.sleep(0.05)
             except OSError:
                 break
+        if flows == "off":
+            ns = lab.target_netns(f"node/{node}")
+            for key in ("net.netfilter.nf_conntrack_acct", "net.netfilter.nf_conntrack_timestamp"):
+                subprocess.run(["nsenter", f"--net={ns}", "sysctl", "-qw", f"{key}=0"], check=True)
+            subprocess.run(["nsenter", f"--net={ns}", "nft", "delete", "table", "ip", "gingham-flows"], check=True)
         lab.restart_agent(node)
     time.sleep(2)  # the new agents' first pass
 
@@ -99,6 +121,9 @@ def main() -> None:
         print(f"new connections  recording on {best_on[1]:6.0f}/s       off {off[1]:6.0f}/s       "
               f"ratio {best_on[1] / off[1]:.2f}x")
         records = sum(1 for _ in open(os.path.join(lab.dir, "nodes", "node-1", "flows.jsonl")))
+        for label, m in (("on", on), ("off", off), ("on again", on2)):
+            print(f"agent CPU per connection, recording {label}: " +
+                  ", ".join(f"{n} {us:.0f} us" for n, us in sorted(m[2].items())))
         print(f"(node-1 wrote {records} records in its current file)")
     finally:
         fast_backend.stop(os.path.join(tmp, "fast.pid"))

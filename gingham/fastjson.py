@@ -65,6 +65,15 @@ def _unencodable(o: object) -> object:
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
+_COMPACT = _json.make_encoder(None, _unencodable, _json.encode_basestring_ascii, None, ":", ",", False, False, True)
+
+
+def compact(obj: Any) -> str:
+    """`json.dumps(obj, separators=(",", ":"))`, with one encoder made once and no check for
+    circular references (the flow records are trees): a third of what json.dumps costs."""
+    return "".join(_COMPACT(obj, 0))
+
+
 def dumps(obj: Any) -> str:
     encode = _json.make_encoder({}, _unencodable, _json.encode_basestring_ascii, None, ": ", ", ",
                                 False, False, True)

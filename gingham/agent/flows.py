@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import ipaddress
-import json
 import os
 import select
 import socket
@@ -29,11 +28,16 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ..fastjson import compact
+from ..kernel.conntrack import Tuple
 from ..kernel.ctevents import (NF_NETLINK_CONNTRACK_DESTROY, NF_NETLINK_CONNTRACK_NEW, NF_NETLINK_CONNTRACK_UPDATE,
-                               ConntrackEvents, CtEvent, Lookup, enable_accounting)
+                               ConntrackEvents, CtEvent, Lookup, Prefix, enable_accounting, prefix, within)
+from ..kernel import nft
 from ..kernel.nflog import Logged, NflogReader
+from ..kernel.nftables import BaseChain, Transaction
 from .metrics import AgentMetrics
 
 NFLOG_GROUP = 100
@@ -42,6 +46,8 @@ MAX_FILE = int(os.environ.get("GINGHAM_FLOW_FILE_BYTES", 8 << 20))  # the tests 
 RING = 10_000
 PROTOCOLS = {6: "TCP", 17: "UDP", 132: "SCTP", 1: "ICMP"}
 TCP_CLOSING = {"TIME_WAIT", "CLOSE"}
+EVENTS_TABLE = "gingham-flows"
+BATCH = 0.02  # seconds events gather between reads: a wakeup per batch, not per event (it costs more than one)
 
 
 @dataclass
@@ -53,7 +59,7 @@ class View:
     services: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # (ip, port) -> {namespace, name}
     node_ports: dict[int, dict[str, Any]] = field(default_factory=dict)  # nodePort -> Service
     isolating: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (pod key, I|E) -> policies
-    others: frozenset[bytes] = frozenset()  # other nodes' pods and addresses: connections they record
+    others: tuple[Prefix, ...] = ()  # other nodes' pod CIDRs and addresses: connections they record
 
 
 def _endpoint(view: View, ip: str, port: int) -> dict[str, Any]:
@@ -113,13 +119,16 @@ class FlowRecorder:
         self.metrics = metrics
         self.path = os.path.join(state_dir, "flows.jsonl")
         self.view = View()
-        self.ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=RING)
-        self.ended: set[int] = set()
-        self.quiet_ports: set[int] = set()  # the pinger's local ports (pinger.py), its probes not recorded  # conntrack ids whose end was recorded (TCP closes before the entry goes)
+        self.ring: collections.deque[str] = collections.deque(maxlen=RING)  # the last records, as written
+        self.ended: set[int] = set()  # conntrack ids whose end was recorded (TCP closes before the entry goes)
+        self.quiet_ports: set[int] = set()  # the pinger's local ports (pinger.py), its probes not recorded
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
+        self.programmed: tuple[Prefix, ...] | None = None  # the `others` the event masks were made for
         self.out: TextIO | None = None
-        self.written = 0  # characters in the current file (records are ASCII: json.dumps escapes the rest)
+        self.children: dict[tuple[Any, tuple[str, ...]], Any] = {}  # (metric, labels) -> its child
+        self.pending: dict[tuple[Any, tuple[str, ...]], float] = {}  # (metric, labels) -> to add
+        self.written = 0  # characters in the current file (records are ASCII: the encoder escapes the rest)
 
     def start(self) -> None:
         enable_accounting()
@@ -128,6 +137,13 @@ class FlowRecorder:
         self.lookup = Lookup()
         self.thread = threading.Thread(target=self._run, name="flows", daemon=True)
         self.thread.start()
+
+    def program(self) -> None:
+        """The kernel's event masks for the current view (`event_masks`), rewritten when the
+        connections other nodes record change; nothing when the recorder is not running."""
+        if self.thread is not None and self.view.others is not self.programmed:
+            nft.run(event_masks(self.view.others))
+            self.programmed = self.view.others
 
     def stop(self) -> None:
         self.stopping.set()
@@ -139,12 +155,13 @@ class FlowRecorder:
 
     def _run(self) -> None:
         while not self.stopping.is_set():
+            self.ct.skip(self.view.others)  # the kernel drops them (a new filter when the view changed)
             ready, _, _ = select.select([self.ct, self.log], [], [], 0.5)
             try:
                 for src in ready:
                     if src is self.ct:
-                        for ev in self.ct.read(self.ended, self.view.others):
-                            self._conn(ev)
+                        closed = [rec for rec in map(self._conn, self.ct.read(self.ended)) if rec is not None]
+                        self._closed(closed)
                     else:
                         for pkt in self.log.read():
                             rec = deny_record(self.view, pkt)
@@ -155,48 +172,73 @@ class FlowRecorder:
             if self.out is not None:
                 self.out.flush()  # a batch, one write: `lab flows --follow` sees it within a wakeup
             if self.metrics is not None:
+                self._publish()
                 for name, reader in (("conntrack", self.ct), ("nflog", self.log)):
                     if reader.lost:
                         self.metrics.flows_lost.labels(name).inc(reader.lost)
                         reader.lost = 0
+            self.stopping.wait(BATCH)
 
-    def _conn(self, ev: CtEvent) -> None:
+    def _conn(self, ev: CtEvent) -> tuple[dict[str, Any], Tuple] | None:
         """A start for a new entry; an end when TCP closes (the entry then lingers in TIME_WAIT)
-        or, for the rest, when the entry goes."""
+        or, for the rest, when the entry goes. A TCP close is returned instead (an update carries
+        no counters: `_closed` reads them from the entry, many in one go)."""
         if ev.kind == "update":
             if ev.tcp_state not in TCP_CLOSING or ev.id in self.ended:
-                return
+                return None
             self.ended.add(ev.id)
         elif ev.kind == "destroy" and ev.id in self.ended:
             self.ended.discard(ev.id)
-            return
+            return None
         if ev.orig.sport in self.quiet_ports and ev.orig.src in self.view.node_ips:
-            return  # the agent's own round-trip probes (pinger.py)
+            return None  # the agent's own round-trip probes (pinger.py)
         rec = conn_record(self.view, ev, ev.kind != "new")
         if rec is None:
-            return  # another node's to record
-        if ev.kind == "update":  # an update carries no counters; the entry has them
-            now = self.lookup(ev.orig)
-            if now is not None:
-                rec.update(packets=sum(now.packets), bytes=sum(now.bytes),
-                           duration=round((time.time_ns() - now.start_ns) / 1e9, 6) if now.start_ns else None)
+            return None  # another node's to record
+        if ev.kind == "update":
+            return rec, ev.orig
         self._emit(rec)
+        return None
+
+    def _closed(self, closed: list[tuple[dict[str, Any], Tuple]]) -> None:
+        if not closed:
+            return
+        now_ns = time.time_ns()
+        for (rec, _), now in zip(closed, self.lookup.counters([orig for _, orig in closed])):
+            if now is not None:
+                rec.update(packets=now.packets, bytes=now.bytes,
+                           duration=round((now_ns - now.start_ns) / 1e9, 6) if now.start_ns else None)
+            self._emit(rec)
+
+    def _count(self, metric: Any, labels: tuple[str, ...], n: float = 1) -> None:
+        """Adds to a metric, applied once per batch (`_publish`): prometheus_client's labels() and
+        inc() (a lock each) cost more than the record."""
+        key = (metric, labels)
+        self.pending[key] = self.pending.get(key, 0) + n
+
+    def _publish(self) -> None:
+        for (metric, labels), n in self.pending.items():
+            child = self.children.get((metric, labels))
+            if child is None:
+                child = self.children[(metric, labels)] = metric.labels(*labels)
+            child.inc(n)
+        self.pending.clear()
 
     def _emit(self, rec: dict[str, Any]) -> None:
-        self.ring.append(rec)
         m = self.metrics
         if m is not None:
-            m.flows.labels(rec["type"], rec["verdict"], rec["protocol"]).inc()
+            self._count(m.flows, (rec["type"], rec["verdict"], rec["protocol"]))
             if rec["type"] == "denied":
                 for p in rec["policy"]["isolatedBy"] or ["(none)"]:
-                    m.policy_drops.labels(p, rec["direction"], "no rule allows it").inc()
+                    self._count(m.policy_drops, (p, rec["direction"], "no rule allows it"))
             elif rec["type"] == "end":
                 for side, way in (("source", "sent"), ("destination", "received")):
                     s = rec[side]
                     if s["kind"] == "pod" and s["node"] == rec["node"]:
-                        m.pod_bytes.labels(s["namespace"], s["name"], way).inc(rec["bytes"] or 0)
-                        m.pod_packets.labels(s["namespace"], s["name"], way).inc(rec["packets"] or 0)
-        line = json.dumps(rec, separators=(",", ":")) + "\n"
+                        self._count(m.pod_bytes, (s["namespace"], s["name"], way), rec["bytes"] or 0)
+                        self._count(m.pod_packets, (s["namespace"], s["name"], way), rec["packets"] or 0)
+        line = compact(rec) + "\n"
+        self.ring.append(line)
         if self.out is None:
             self.out = open(self.path, "a")
             self.written = os.path.getsize(self.path)
@@ -206,6 +248,28 @@ class FlowRecorder:
             self.out.close()
             os.replace(self.path, self.path + ".1")
             self.out, self.written = open(self.path, "a"), 0
+
+
+def _cidr(p: Prefix) -> str:
+    return f"{ipaddress.IPv4Address(p[0])}/{bin(p[1]).count('1')}"
+
+
+def event_masks(others: Sequence[Prefix]) -> Transaction:
+    """Which conntrack events the kernel builds at all (`ct event set`, on a connection's first
+    packet): none for a connection another node records (its source is in `others`), and for the
+    rest a new entry, TCP state changes (the close among them) and the end, not the status and
+    reply changes between. A node then makes one or two event messages per connection instead of
+    five or six for each node it crosses; the socket filter (`ctevents.event_filter`) drops the
+    state changes that are not a close and whatever started before this table."""
+    elements = [_cidr(p) for p in others]
+    tx = (Transaction("ip", EVENTS_TABLE).replace_table()
+          .add_set("others", "type ipv4_addr; flags interval;").add_elements("others", elements))
+    for chain, hook in (("prerouting", "prerouting"), ("output", "output")):
+        # after conntrack made the entry (-200), before NAT (-100) and its first event (at confirm)
+        tx.add_chain(chain, BaseChain(chain, "filter", hook, -150))
+        tx.add_rules(chain, ["ct state new ip saddr @others ct event set 0x0",
+                             "ct state new ip saddr != @others ct event set new,protoinfo,destroy"])
+    return tx
 
 
 def build_view(node: str, cache: Any, services: Any, world: Any, old: View, changed: set[str]) -> View:
@@ -227,11 +291,14 @@ def build_view(node: str, cache: Any, services: Any, world: Any, old: View, chan
     for name, n in cache.nodes.items():  # a node's own address on the overlay: its VTEP's, .0 of its pod CIDR
         if n.pod_cidr:
             v.node_ips.setdefault(str(ipaddress.ip_network(n.pod_cidr).network_address), name)
-    # conn_record's first rule, as bytes the reader checks before parsing: a connection from another
-    # node's pod or from another node is that node's to record
+    # conn_record's first rule, as prefixes the kernel checks before anything wakes up: a connection
+    # from another node's pod or from another node is that node's to record
     if everything or v.pods is not old.pods or v.node_ips != old.node_ips:
-        v.others = frozenset(socket.inet_aton(ip) for ip, info in v.pods.items() if info["node"] != node) | \
-            frozenset(socket.inet_aton(ip) for ip, name in v.node_ips.items() if name != node)
+        cidrs = sorted(prefix(n.pod_cidr) for name, n in cache.nodes.items() if name != node and n.pod_cidr)
+        theirs = {ip for ip, info in v.pods.items() if info["node"] != node} | \
+            {ip for ip, name in v.node_ips.items() if name != node}
+        strays = {ip for ip in theirs if not within(socket.inet_aton(ip), cidrs)}  # outside their node's CIDR
+        v.others = tuple(cidrs + sorted(prefix(ip) for ip in strays))
     else:
         v.others = old.others
     if everything or changed & {"service", "cluster"}:

@@ -230,6 +230,7 @@ class NodeAgent:
             self.dns.sync(cache, svc.services, svc.endpoints, touched, changed_pods, full)
             self.flows.view = build_view(self.node, cache, svc.services, world, self.flows.view,
                                          {"all"} if full else set(changes))
+            self.flows.program()
             if full or changes.keys() & {"node", "lease", "pod", "podstatus"}:
                 pods = [(st.ip, p.node_name, next((c.port for c in p.ports if c.protocol == "TCP"), 0))
                         for k, st in cache.pod_status.items() if (p := cache.pods.get(k)) is not None and st.ip

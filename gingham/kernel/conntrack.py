@@ -28,11 +28,26 @@ CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
 UDP = 17
 
 
+# The layout of every IPv4 TCP, UDP and SCTP tuple ctnetlink sends (lengths and inner attribute
+# headers in host order): read at fixed offsets, the rest through the attribute walk.
+# (One struct reads the headers; their expected values are compared as one tuple.)
+_HEADERS = struct.Struct("=H2xHH4xHH4xH2xHH4xHH4xHH")
+_EXPECTED = (20, 8, CTA_IP_V4_SRC, 8, CTA_IP_V4_DST, 28, 5, CTA_PROTO_NUM, 6, CTA_PROTO_SRC_PORT, 6, CTA_PROTO_DST_PORT)
+_PORTS = struct.Struct("!H6xH")
+
+
 class Tuple:
     """One direction of an entry: addresses, protocol and ports (0 where there are none)."""
 
+    __slots__ = ("raw", "src", "dst", "proto", "sport", "dport")
+
     def __init__(self, raw: bytes) -> None:
         self.raw = raw  # as ctnetlink sent it: what a GET or DELETE of the entry names it by
+        if len(raw) == 48 and _HEADERS.unpack_from(raw) == _EXPECTED:
+            self.src, self.dst = _socket.inet_ntoa(raw[8:12]), _socket.inet_ntoa(raw[16:20])
+            self.proto = raw[28]
+            self.sport, self.dport = _PORTS.unpack_from(raw, 36)
+            return
         a = attrs(raw)
         ip, proto = attrs(a.get(CTA_TUPLE_IP, b"")), attrs(a.get(CTA_TUPLE_PROTO, b""))
         self.src = _socket.inet_ntoa(ip[CTA_IP_V4_SRC]) if len(ip.get(CTA_IP_V4_SRC, b"")) == 4 else ""

@@ -96,7 +96,7 @@ class NflogReader(NetlinkListener):
         super().close()
 
     def read(self) -> list[Logged]:
-        """The packets of one datagram (blocks until one comes); [] after an overflow, counted in `lost`."""
+        """The packets waiting (none after an overflow, counted in `lost`)."""
         out = []
         for kind, _, payload in self.messages():
             if kind == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET:

@@ -168,3 +168,20 @@ def test_round_trips_to_the_other_node_and_its_pods_are_measured_and_not_recorde
     assert value(n1, 'gingham_peer_probes_total{kind="node",result="lost",target_node="node-2"}') == 0
     assert value(n1, 'gingham_peer_rtt_seconds_count{kind="node",target_node="node-2"}') >= 1
     assert not [r for r in flows(lab) if r["source"]["kind"] == "node" and r["destination"].get("port") == 10249]
+
+
+def test_a_node_builds_no_conntrack_events_for_connections_another_node_records(lab):
+    """The event masks (flows.event_masks), seen by another listener, the conntrack tool: the
+    client's connection to web-0 makes events on node-1, which records it, and none on node-2."""
+    def listen(node: str) -> subprocess.Popen:
+        return subprocess.Popen(["nsenter", f"--net={lab.target_netns(f'node/{node}')}", "timeout", "3",
+                                 "conntrack", "-E", "-p", "tcp", "--orig-port-dst", "8080"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    watchers = {node: listen(node) for node in ("node-1", "node-2")}
+    time.sleep(0.5)
+    web0 = next(p["ip"] for p in lab.pods() if p["name"] == "web-0")
+    subprocess.run(["nsenter", f"--net={lab.target_netns('default/client')}", "curl", "-s", "-m", "2",
+                    f"http://{web0}:8080/"], capture_output=True, check=True)
+    seen = {node: w.communicate()[0] for node, w in watchers.items()}
+    assert "[NEW]" in seen["node-1"] and "TIME_WAIT" in seen["node-1"]
+    assert seen["node-2"] == ""

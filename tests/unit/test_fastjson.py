@@ -22,6 +22,7 @@ values = st.recursive(
 def test_same_text_and_values_as_json(v: object) -> None:
     text = json.dumps(v)
     assert fastjson.dumps(v) == text
+    assert fastjson.compact(v) == json.dumps(v, separators=(",", ":"))
     assert fastjson.loads(text) == json.loads(text)
     assert fastjson.loads(text.encode()) == json.loads(text.encode())
 

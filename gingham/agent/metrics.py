@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: nothing is reset
+PROGRAMMING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 SYNC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 METRICS_PORT = 10249
 
@@ -29,6 +30,11 @@ class AgentMetrics:
         self.proxy_sync = Histogram("gingham_proxy_sync_duration_seconds",
                                     "Time to bring the Services table to the wanted state, nft included",
                                     ["kind"], registry=r, buckets=SYNC_BUCKETS)
+        self.programming = Histogram("gingham_network_programming_duration_seconds",
+                                     "From a pod's readiness or address changing (its Ready condition's "
+                                     "lastTransitionTime, written by its node) to this node's Services table "
+                                     "holding the change, per Service it changed (kube-proxy's "
+                                     "network_programming_duration_seconds)", registry=r, buckets=PROGRAMMING_BUCKETS)
         self.proxy_last = Gauge("gingham_proxy_sync_last_timestamp_seconds",
                                 "When the Services table was last brought up to date", registry=r)
         self.proxy_failures = Counter("gingham_proxy_sync_failures_total",

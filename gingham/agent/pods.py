@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 from ..cni.runtime import Attachment, Network, Runtime
@@ -184,11 +185,15 @@ class PodController:
 
     def publish(self, have: dict[str, dict[str, Any]], cache: Cache) -> None:
         """This node's pods' statuses into the datastore: what differs, in one transaction."""
-        want = {key: reg.PodStatus(rec["namespace"], rec["name"], self.node, rec.get("ip", ""),
-                                   bool(rec.get("ready")), float(rec.get("terminating") or 0.0))
-                for key, rec in have.items()}
         if self.published is None:  # after a start: what the datastore holds (our cache may lag our own writes)
             self.published = {k: st for k, st in cache.pod_status.items() if st.node == self.node}
+        now = time.time()
+        want = {}
+        for key, rec in have.items():
+            st = reg.PodStatus(rec["namespace"], rec["name"], self.node, rec.get("ip", ""),
+                               bool(rec.get("ready")), float(rec.get("terminating") or 0.0))
+            was = self.published.get(key)  # the transition time moves only when something else did
+            want[key] = replace(st, changed=was.changed if was is not None and replace(was, changed=0.0) == st else now)
         ops = [op_put(reg.pod_status_key(st.namespace, st.name), reg.dumps(reg.encode_pod_status(st)))
                for key, st in want.items() if self.published.get(key) != st]
         ops += [op_delete(reg.POD_STATUS + key) for key in self.published if key not in want]

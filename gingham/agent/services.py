@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections import ChainMap
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from ..kernel import conntrack, nft, sysctl
 from ..model.endpoints import EndpointIndex, kube_dns, node_endpoints, pod_view
 from ..model.ingress import served_by_nodes
+from ..model.labels import matches
 from ..model.services import Endpoint, Service
 from ..services.compile import NodeContext
 from ..services.proxy import ServiceProxy
@@ -35,6 +37,7 @@ class ServicesController:
         self.udp_ips: dict[str, set[str]] = {}
         self.endpoints: Mapping[str, list[Endpoint]] = {}
         self.proxied_by_nodes: set[str] = set()  # Services whose endpoints are the nodes (model/ingress.py)
+        self.started = time.time()  # changes older than the agent are not its programming latency
 
     def sync(self, cache: Cache, changes: Changes, full: bool, alive: set[str]) -> tuple[set[str], set[str]]:
         """One pass; (the Services touched, the pods changed), for the controllers that follow."""
@@ -83,6 +86,9 @@ class ServicesController:
             m.proxy_failures.inc()
             raise
         m.proxy_last.set_to_current_time()
+        if not full:
+            for latency in programming_latencies(cache, touched, changes.get("podstatus", ()), self.started):
+                m.programming.observe(latency)
         m.services.set(len(self.served) + 1)  # and kube-dns
         m.endpoints.set(sum(map(len, self.index.endpoints.values())) + len(dns_eps))
         for key in touched:  # a pod of this node behind a ClusterIP (kube-dns's endpoints are nodes)
@@ -113,6 +119,29 @@ class ServicesController:
                 self.udp_ips[key] = now
             else:
                 self.udp_ips.pop(key, None)
+
+
+def programming_latencies(cache: Cache, touched: set[str], changed_statuses: Iterable[str], since: float,
+                          now: float | None = None) -> list[float]:
+    """kube-proxy's network programming latency, as its EndpointSlice trigger time defines it:
+    for each Service whose table entries a pass rewrote, the time from the earliest pod change
+    that concerned it (a changed status of a pod its selector picks, dated by the pod's node) to
+    now, the table written. A Service changed by its own object (no pod moved) has no trigger
+    time and is not counted, as in Kubernetes; neither are changes made before `since`."""
+    now = time.time() if now is None else now
+    moved = [(pod, st.changed) for key in changed_statuses
+             if (st := cache.pod_status.get(key)) is not None and st.changed >= since
+             and (pod := cache.pods.get(key)) is not None]
+    out = []
+    for key in touched:
+        svc = cache.services.get(key)
+        if svc is None or svc.selector is None or not moved:
+            continue
+        times = [t for pod, t in moved if pod.namespace == svc.namespace and matches({"matchLabels": svc.selector},
+                                                                                     pod.labels)]
+        if times:
+            out.append(max(0.0, now - min(times)))
+    return out
 
 
 def set_bridge_netfilter(on: bool) -> None:

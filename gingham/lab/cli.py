@@ -179,6 +179,11 @@ def cmd_flows(a: argparse.Namespace) -> int:
     return flows(a)
 
 
+def cmd_top(a: argparse.Namespace) -> int:
+    from .top import cmd_top as top
+    return top(a)
+
+
 def cmd_tls(a: argparse.Namespace) -> int:
     """A Secret manifest on stdout for `hosts`, signed by the CA kept in --dir (made if missing)."""
     from ..ingress import certs
@@ -249,6 +254,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-o", "--output", choices=["table", "json", "jsonl"], default="table")
     flow_arguments(p)
     p.set_defaults(fn=cmd_flows)
+    from .top import add_arguments as top_arguments
+    p = ls.add_parser("top", help="the network now: flows, drops, DNS, conntrack, programming latency and "
+                                  "top talkers per node, live")
+    p.add_argument("--name", default=os.environ.get("GINGHAM_LAB", "lab"), help="which lab (default: lab)")
+    top_arguments(p)
+    p.set_defaults(fn=cmd_top, output="table")
     p = ls.add_parser("tls", help="a kubernetes.io/tls Secret (YAML on stdout) for some hosts, signed by a lab CA")
     p.add_argument("hosts", nargs="+", help="DNS names the certificate is for (wildcards like *.example.com too)")
     p.add_argument("--secret", required=True, help="the Secret's name")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod, Probe
@@ -83,7 +84,9 @@ class NodeInfo:
 
 @dataclass(frozen=True)
 class PodStatus:
-    """What a pod's node says of it: its address, readiness, and since when it terminates (0: not)."""
+    """What a pod's node says of it: its address, readiness, since when it terminates (0: not),
+    and when any of those last changed (the Ready condition's lastTransitionTime, with its
+    fraction of a second: what the network programming latency is measured from)."""
 
     namespace: str
     name: str
@@ -91,6 +94,7 @@ class PodStatus:
     ip: str = ""
     ready: bool = False
     terminating: float = 0.0
+    changed: float = 0.0
 
     @property
     def key(self) -> str:
@@ -190,9 +194,24 @@ def decode_probe(d: dict[str, Any]) -> Probe:
                  _at(d, "failureThreshold", int, 3))
 
 
+def timestamp(t: float) -> str:
+    """RFC 3339 in UTC with microseconds, as Kubernetes writes a MicroTime."""
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> float:
+    """An RFC 3339 time (with or without a fraction, Z or an offset) as seconds since the epoch."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise DecodeError(f"not an RFC 3339 time: {text!r}") from None
+
+
 def encode_pod_status(s: PodStatus) -> dict[str, Any]:
-    out: dict[str, Any] = {"nodeName": s.node, "phase": "Running" if s.ip else "Pending",
-                           "conditions": [{"type": "Ready", "status": "True" if s.ready else "False"}]}
+    ready: dict[str, Any] = {"type": "Ready", "status": "True" if s.ready else "False"}
+    if s.changed:
+        ready["lastTransitionTime"] = timestamp(s.changed)
+    out: dict[str, Any] = {"nodeName": s.node, "phase": "Running" if s.ip else "Pending", "conditions": [ready]}
     if s.ip:
         out.update({"podIP": s.ip, "podIPs": [{"ip": s.ip}]})
     if s.terminating:
@@ -289,13 +308,14 @@ def decode_pod(value: bytes) -> Pod:
 def decode_pod_status(value: bytes) -> PodStatus:
     d = document(value)
     st = _at(d, "status", dict)
-    ready = any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
-                for c in st.get("conditions") or [])
+    cond = next((c for c in st.get("conditions") or [] if isinstance(c, dict) and c.get("type") == "Ready"), {})
+    changed = cond.get("lastTransitionTime")
     term = st.get("terminatingSince") or 0.0
     if not isinstance(term, (int, float)):
         raise DecodeError("status.terminatingSince: must be a number")
     return PodStatus(_at(d, "metadata.namespace", str), _at(d, "metadata.name", str), _at(d, "status.nodeName", str),
-                     _at(d, "status.podIP", str, ""), ready, float(term))
+                     _at(d, "status.podIP", str, ""), cond.get("status") == "True", float(term),
+                     parse_timestamp(changed) if isinstance(changed, str) else 0.0)
 
 
 def decode_object(key: str, value: bytes) -> Object:

@@ -185,3 +185,36 @@ def test_a_node_builds_no_conntrack_events_for_connections_another_node_records(
     seen = {node: w.communicate()[0] for node, w in watchers.items()}
     assert "[NEW]" in seen["node-1"] and "TIME_WAIT" in seen["node-1"]
     assert seen["node-2"] == ""
+
+
+def test_network_programming_duration_is_measured_from_the_pods_change_on_another_node(lab, tmp_path):
+    """A new web pod on node-1 becomes ready (node-1 dates the change); node-2's Services table
+    takes it as web's endpoint and counts the time since (kube-proxy's metric)."""
+    before = scrape(lab, "node-2")
+    count = "gingham_network_programming_duration_seconds_count"
+    was = value(before, count)
+    lab.apply([manifest(tmp_path, "apiVersion: v1\nkind: Pod\nmetadata: {name: web-1, labels: {app: web}}\n"
+                                  "spec: {nodeName: node-1, containers: [{name: c, ports: [{containerPort: 8080}]}]}\n",
+                        "web-1.yaml")])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and value(scrape(lab, "node-2"), count) == was:
+        time.sleep(0.2)
+    after = scrape(lab, "node-2")
+    n = value(after, count) - was
+    took = value(after, "gingham_network_programming_duration_seconds_sum") - \
+        value(before, "gingham_network_programming_duration_seconds_sum")
+    assert n >= 1 and 0 < took / n < 5  # the pod's readiness, seen and programmed on another node
+
+
+def test_lab_top_shows_each_node_the_flows_and_the_top_talkers(lab):
+    ip = web_ip(lab)
+    load = subprocess.Popen(["nsenter", f"--net={lab.target_netns('default/client')}", "sh", "-c",
+                             f"for i in $(seq 1 40); do curl -s -m 1 -o /dev/null http://{ip}/; sleep 0.05; done"])
+    r = subprocess.run([sys.executable, "-m", "gingham.cli", "lab", "top", "--name", lab.name, "--once",
+                        "--interval", "1.5", "--width", "160"], capture_output=True, text=True)
+    load.wait(30)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    node1 = next(ln for ln in lines if "node-1" in ln and "%" in ln)
+    assert float(node1.split("│")[2]) > 0  # flows/s started on node-1, the client's node
+    assert any("default/client" in ln and "default/web-" in ln for ln in lines)  # a top talker

@@ -37,3 +37,25 @@ def test_with_external_traffic_policy_local_only_nodes_with_a_ready_endpoint_sta
     assert [n for n in ("node-1", "node-2", "node-3") if elect([svc], eps, ["node-1", "node-2", "node-3"], n)] == \
         ["node-2"]
     assert not any(elect([svc], eps, ["node-1", "node-3"], n) for n in ("node-1", "node-3"))
+
+
+def test_network_programming_latency_runs_from_the_earliest_pod_change_a_service_saw() -> None:
+    from gingham.agent.services import programming_latencies
+    from gingham.model.objects import Pod
+    from gingham.model.registry import PodStatus, decode_pod_status, dumps, encode_pod_status
+    from gingham.sources.cache import Cache
+    cache = Cache()
+    cache.services = {"d/web": Service("d", "web", selector={"app": "web"}),
+                      "d/db": Service("d", "db", selector={"app": "db"}),
+                      "d/manual": Service("d", "manual")}  # no selector: its endpoints are nobody's pods
+    for name, app, changed in (("web-0", "web", 100.0), ("web-1", "web", 100.5), ("db-0", "db", 99.0)):
+        cache.pods[f"d/{name}"] = Pod("d", name, {"app": app})
+        cache.pod_status[f"d/{name}"] = PodStatus("d", name, "node-1", "10.244.0.2", True, changed=changed)
+    touched = {"d/web", "d/db", "d/manual", "d/gone"}
+    assert sorted(programming_latencies(cache, touched, ["d/web-0", "d/web-1", "d/db-0"], since=0, now=101.0)) == \
+        [1.0, 2.0]  # web from web-0's change (the earlier), db from db-0's
+    assert programming_latencies(cache, touched, ["d/web-1"], since=0, now=101.0) == [0.5]
+    assert programming_latencies(cache, touched, ["d/web-0"], since=100.2, now=101.0) == []  # before the agent
+    assert programming_latencies(cache, {"d/db"}, ["d/web-0"], since=0, now=101.0) == []  # not its pod
+    st = cache.pod_status["d/web-1"]  # the transition time goes through the datastore with its fraction
+    assert decode_pod_status(dumps(encode_pod_status(st))).changed == 100.5

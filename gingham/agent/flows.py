@@ -47,6 +47,7 @@ RING = 10_000
 PROTOCOLS = {6: "TCP", 17: "UDP", 132: "SCTP", 1: "ICMP"}
 TCP_CLOSING = {"TIME_WAIT", "CLOSE"}
 EVENTS_TABLE = "gingham-flows"
+ENDED_KEPT = 4096
 BATCH = 0.02  # seconds events gather between reads: a wakeup per batch, not per event (it costs more than one)
 
 
@@ -60,6 +61,7 @@ class View:
     node_ports: dict[int, dict[str, Any]] = field(default_factory=dict)  # nodePort -> Service
     isolating: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (pod key, I|E) -> policies
     others: tuple[Prefix, ...] = ()  # other nodes' pod CIDRs and addresses: connections they record
+    own: tuple[Prefix, ...] = ()     # this node's addresses
 
 
 def _endpoint(view: View, ip: str, port: int) -> dict[str, Any]:
@@ -120,7 +122,9 @@ class FlowRecorder:
         self.path = os.path.join(state_dir, "flows.jsonl")
         self.view = View()
         self.ring: collections.deque[str] = collections.deque(maxlen=RING)  # the last records, as written
-        self.ended: set[int] = set()  # conntrack ids whose end was recorded (TCP closes before the entry goes)
+        # conntrack ids whose end was recorded, the last ENDED_KEPT of them (a closed TCP connection
+        # may report TIME_WAIT, then CLOSE; its destroy is dropped before it gets here)
+        self.ended: dict[int, None] = {}
         self.quiet_ports: set[int] = set()  # the pinger's local ports (pinger.py), its probes not recorded
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -142,7 +146,7 @@ class FlowRecorder:
         """The kernel's event masks for the current view (`event_masks`), rewritten when the
         connections other nodes record change; nothing when the recorder is not running."""
         if self.thread is not None and self.view.others is not self.programmed:
-            nft.run(event_masks(self.view.others))
+            nft.run(event_masks(self.view.others, self.view.own))
             self.programmed = self.view.others
 
     def stop(self) -> None:
@@ -160,7 +164,7 @@ class FlowRecorder:
             try:
                 for src in ready:
                     if src is self.ct:
-                        closed = [rec for rec in map(self._conn, self.ct.read(self.ended)) if rec is not None]
+                        closed = [rec for rec in map(self._conn, self.ct.read()) if rec is not None]
                         self._closed(closed)
                     else:
                         for pkt in self.log.read():
@@ -186,10 +190,11 @@ class FlowRecorder:
         if ev.kind == "update":
             if ev.tcp_state not in TCP_CLOSING or ev.id in self.ended:
                 return None
-            self.ended.add(ev.id)
-        elif ev.kind == "destroy" and ev.id in self.ended:
-            self.ended.discard(ev.id)
-            return None
+            self.ended[ev.id] = None
+            if len(self.ended) > ENDED_KEPT:
+                del self.ended[next(iter(self.ended))]
+        elif ev.kind == "destroy" and ev.tcp_state in TCP_CLOSING:
+            return None  # recorded at its close
         if ev.orig.sport in self.quiet_ports and ev.orig.src in self.view.node_ips:
             return None  # the agent's own round-trip probes (pinger.py)
         rec = conn_record(self.view, ev, ev.kind != "new")
@@ -254,21 +259,24 @@ def _cidr(p: Prefix) -> str:
     return f"{ipaddress.IPv4Address(p[0])}/{bin(p[1]).count('1')}"
 
 
-def event_masks(others: Sequence[Prefix]) -> Transaction:
+def event_masks(others: Sequence[Prefix], own: Sequence[Prefix] = ()) -> Transaction:
     """Which conntrack events the kernel builds at all (`ct event set`, on a connection's first
-    packet): none for a connection another node records (its source is in `others`), and for the
-    rest a new entry, TCP state changes (the close among them) and the end, not the status and
-    reply changes between. A node then makes one or two event messages per connection instead of
-    five or six for each node it crosses; the socket filter (`ctevents.event_filter`) drops the
-    state changes that are not a close and whatever started before this table."""
-    elements = [_cidr(p) for p in others]
+    packet), by `conn_record`'s rules: none for a connection another node records (its source is
+    in `others`) or that is no pod's (from this node's own addresses, `own`, to another node or
+    its pods: VXLAN's packets, etcd, the pinger); for the rest a new entry, TCP state changes (the
+    close among them) and the end, not the status and reply changes between. A node then makes
+    one or two event messages per connection it records and none for the others; the socket
+    filter (`ctevents.event_filter`) drops the state changes that are not a close and whatever
+    started before this table."""
     tx = (Transaction("ip", EVENTS_TABLE).replace_table()
-          .add_set("others", "type ipv4_addr; flags interval;").add_elements("others", elements))
+          .add_set("others", "type ipv4_addr; flags interval;").add_elements("others", [_cidr(p) for p in others])
+          .add_set("own", "type ipv4_addr; flags interval;").add_elements("own", [_cidr(p) for p in own]))
     for chain, hook in (("prerouting", "prerouting"), ("output", "output")):
         # after conntrack made the entry (-200), before NAT (-100) and its first event (at confirm)
         tx.add_chain(chain, BaseChain(chain, "filter", hook, -150))
-        tx.add_rules(chain, ["ct state new ip saddr @others ct event set 0x0",
-                             "ct state new ip saddr != @others ct event set new,protoinfo,destroy"])
+        tx.add_rules(chain, ["ct state new ip saddr @others ct event set 0x0 accept",
+                             "ct state new ip saddr @own ip daddr @others ct event set 0x0 accept",
+                             "ct state new ct event set new,protoinfo,destroy"])
     return tx
 
 
@@ -299,8 +307,9 @@ def build_view(node: str, cache: Any, services: Any, world: Any, old: View, chan
             {ip for ip, name in v.node_ips.items() if name != node}
         strays = {ip for ip in theirs if not within(socket.inet_aton(ip), cidrs)}  # outside their node's CIDR
         v.others = tuple(cidrs + sorted(prefix(ip) for ip in strays))
+        v.own = tuple(sorted(prefix(ip) for ip, name in v.node_ips.items() if name == node))
     else:
-        v.others = old.others
+        v.others, v.own = old.others, old.own
     if everything or changed & {"service", "cluster"}:
         for s in services.values():
             ref = {"namespace": s.namespace, "name": s.name}

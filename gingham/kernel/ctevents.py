@@ -177,28 +177,31 @@ def within(src: bytes | None, prefixes: Sequence[Prefix]) -> bool:
     return any(n & mask == net for net, mask in prefixes)
 
 
-def wanted(kind: int, flags: int, payload: bytes, skip_ids: set[int], skip_sources: Sequence[Prefix] = ()) -> bool:
-    """Whether a message is worth parsing (`event_filter` judges the same in the kernel): not
-    when its original source is in `skip_sources`; every new entry; an update only when a TCP
-    connection closes (TIME_WAIT or CLOSE); a destroy unless its id is in `skip_ids` (its end was
-    recorded at the close), which it leaves."""
+def _tcp_state(payload: bytes) -> int | None:
+    info = _find(payload, 4, CTA_PROTOINFO)
+    tcp = _find(info, 0, CTA_PROTOINFO_TCP) if info else None
+    state = _find(tcp, 0, CTA_PROTOINFO_TCP_STATE) if tcp else None
+    return state[0] if state else None
+
+
+CLOSING = (7, 8)  # TIME_WAIT, CLOSE
+
+
+def wanted(kind: int, flags: int, payload: bytes, skip_sources: Sequence[Prefix] = (), filtered: bool = False) -> bool:
+    """Whether a message is worth parsing (`event_filter` judges the same in the kernel; with
+    `filtered`, it already did but for `skip_sources`): not when its original source is in
+    `skip_sources`; every new entry; an update only when a TCP connection closes (TIME_WAIT or
+    CLOSE); a destroy unless it is of a TCP connection that had closed (its end was recorded at
+    the close: the entry only lingered in TIME_WAIT)."""
     msg = kind & 0xFF
     if skip_sources and within(orig_src(payload), skip_sources):
         return False
+    if filtered:
+        return True
     if msg == IPCTNL_MSG_CT_NEW:
-        if flags & NLM_F_CREATE:
-            return True
-        info = _find(payload, 4, CTA_PROTOINFO)
-        tcp = _find(info, 0, CTA_PROTOINFO_TCP) if info else None
-        state = _find(tcp, 0, CTA_PROTOINFO_TCP_STATE) if tcp else None
-        return bool(state) and state[0] in (7, 8)  # type: ignore[index]
-    if msg == IPCTNL_MSG_CT_DELETE and skip_ids:
-        raw = _find(payload, 4, CTA_ID)
-        if raw is not None:
-            cid = struct.unpack("!I", raw)[0]
-            if cid in skip_ids:
-                skip_ids.discard(cid)
-                return False
+        return bool(flags & NLM_F_CREATE) or _tcp_state(payload) in CLOSING
+    if msg == IPCTNL_MSG_CT_DELETE:
+        return _tcp_state(payload) not in CLOSING
     return True
 
 
@@ -216,7 +219,8 @@ def event_filter(skip_sources: Sequence[Prefix] = ()) -> bytes:
     CTA_TUPLE_IP, CTA_IP_V4_SRC); and a conntrack CT_NEW message without NLM_F_CREATE (an
     update) unless its TCP state is TIME_WAIT or CLOSE. Everything else passes. Loads are
     big-endian: the address reads as its number, the little-endian type 0x0100 reads 0x0001 and
-    the flag NLM_F_CREATE (0x400) reads 0x0004. Jumps are relative and 8 bits wide, so each
+    the flag NLM_F_CREATE (0x400) reads 0x0004. A destroy of a TCP connection that had closed is
+    dropped too (its end was recorded at the close). Jumps are relative and 8 bits wide, so each
     prefix test returns by itself and a missing attribute jumps past them with `ja`."""
     if len(skip_sources) > MAX_PREFIXES:
         skip_sources = ()  # too long for one program: `wanted` judges them in Python
@@ -233,29 +237,35 @@ def event_filter(skip_sources: Sequence[Prefix] = ()) -> bytes:
         prog += [(tax, None, None, 0)]             # X: the source attribute's offset
         for net, mask in skip_sources:
             prog += [(ld_w_ind, None, None, 4), (and_k, None, None, mask), (jeq, 0, 1, net), (ret, None, None, 0)]
-    prog += [
-        "updates",
-        (ld_h, None, None, 4),                 # the message type
-        (jeq, None, "accept", 0x0001),         # not CT_NEW (a destroy): pass
-        (ld_h, None, None, 6),                 # its flags
-        (jset, "accept", None, 0x0004),        # NLM_F_CREATE: a new entry, pass
-        (ld_imm, None, None, 20),
-        (ldx_imm, None, None, CTA_PROTOINFO),
-        (ld_w, None, None, nlattr),            # A = offset of CTA_PROTOINFO, 0 if none
-        (jeq, "drop", None, 0),
-        (ldx_imm, None, None, CTA_PROTOINFO_TCP),
-        (ld_w, None, None, nest),              # A = offset of CTA_PROTOINFO_TCP inside it
-        (jeq, "drop", None, 0),
-        (ldx_imm, None, None, CTA_PROTOINFO_TCP_STATE),
-        (ld_w, None, None, nest),              # A = offset of the state attribute
-        (jeq, "drop", None, 0),
-        (tax, None, None, 0),
-        (ld_b_ind, None, None, 4),             # the state byte, after the attribute header
-        (jeq, "accept", None, 7),              # TIME_WAIT
-        (jeq, "accept", "drop", 8),            # CLOSE
-        "drop", (ret, None, None, 0),
-        "accept", (ret, None, None, 0x40000),
-    ]
+    def state_to_a(missing: str) -> list[Insn | str]:
+        """A = the TCP state byte of the message (jumps to `missing` when it has none)."""
+        return [(ld_imm, None, None, 20),
+                (ldx_imm, None, None, CTA_PROTOINFO),
+                (ld_w, None, None, nlattr),    # A = offset of CTA_PROTOINFO, 0 if none
+                (jeq, missing, None, 0),
+                (ldx_imm, None, None, CTA_PROTOINFO_TCP),
+                (ld_w, None, None, nest),      # A = offset of CTA_PROTOINFO_TCP inside it
+                (jeq, missing, None, 0),
+                (ldx_imm, None, None, CTA_PROTOINFO_TCP_STATE),
+                (ld_w, None, None, nest),      # A = offset of the state attribute
+                (jeq, missing, None, 0),
+                (tax, None, None, 0),
+                (ld_b_ind, None, None, 4)]     # the state byte, after the attribute header
+    prog += ["updates",
+             (ld_h, None, None, 4),                       # the message type
+             (jeq, "destroy", None, 0x0201),              # CT_DELETE
+             (jeq, None, "accept", 0x0001),               # not CT_NEW either: pass
+             (ld_h, None, None, 6),                       # its flags
+             (jset, "accept", None, 0x0004),              # NLM_F_CREATE: a new entry, pass
+             *state_to_a("drop"),
+             (jeq, "accept", None, 7),                    # TIME_WAIT
+             (jeq, "accept", "drop", 8),                  # CLOSE
+             "destroy",
+             *state_to_a("accept"),                       # not TCP: its end, pass
+             (jeq, "drop", None, 7),                      # a TCP connection recorded at its close
+             (jeq, "drop", "accept", 8),
+             "drop", (ret, None, None, 0),
+             "accept", (ret, None, None, 0x40000)]
     labels: dict[str, int] = {}
     insns: list[Insn] = []
     for item in prog:
@@ -305,13 +315,12 @@ class ConntrackEvents(NetlinkListener):
             self.skip_sources = tuple(sources)
             self._attach()
 
-    def read(self, skip_ids: set[int] | None = None) -> list[CtEvent]:
+    def read(self) -> list[CtEvent]:
         """The events waiting that are worth parsing (`wanted`); none after an overflow, counted
         in `lost`."""
         out = []
-        ids = skip_ids if skip_ids is not None else set()
         for kind, flags, payload in self.messages():
-            if wanted(kind, flags, payload, ids, self.python_sources):
+            if wanted(kind, flags, payload, self.python_sources, self.filtered):
                 ev = parse(kind, payload, flags)
                 if ev is not None:
                     out.append(ev)

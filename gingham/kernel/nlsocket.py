@@ -34,8 +34,10 @@ class NetlinkListener:
     def close(self) -> None:
         self.sock.close()
 
-    def messages(self, limit: int = 1024, size: int = 1 << 17) -> list[tuple[int, int, bytes]]:
-        """(type, flags, payload) of the messages of the datagrams waiting, at most `limit` of them."""
+    def messages(self, limit: int = 1024, size: int = 1 << 16) -> list[tuple[int, int, bytes]]:
+        """(type, flags, payload) of the messages of the datagrams waiting, at most `limit` of them.
+        `size` stays under 128 kB: Python allocates it for every recv, and larger comes from mmap
+        (a system call pair per event); an event is one small message per datagram."""
         out: list[tuple[int, int, bytes]] = []
         for _ in range(limit):
             try:

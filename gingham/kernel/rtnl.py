@@ -63,6 +63,10 @@ NUD_PERMANENT, NTF_SELF = 0x80, 0x02
 
 AF_BRIDGE = 7
 _HDR = struct.Struct("=IHHII")
+# Python allocates the whole buffer for each recv before shrinking it to what came, and 128 kB
+# or more comes from mmap: a system call pair per answer. A dump part is at most 32 kB (the
+# kernel caps it there whatever the buffer), a get's answer one small message.
+RECV_SMALL = 1 << 16
 _IFINFO = struct.Struct("=BxHiII")
 _IFADDR = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
@@ -143,7 +147,7 @@ class Rtnl:
     def _replies(self, seq: int) -> Iterator[tuple[int, int, bytes]]:
         """(type, flags, payload) of each answer to `seq`, until its ack or end of dump."""
         while True:
-            data = self.sock.recv(1 << 18)  # a dump part is at most a few pages; never truncated here
+            data = self.sock.recv(RECV_SMALL)  # the kernel makes a dump part 32 kB at most
             off = 0
             while off + _HDR.size <= len(data):
                 n, kind, flags, s, _ = _HDR.unpack_from(data, off)
@@ -185,7 +189,7 @@ class Rtnl:
         try:
             while left:
                 try:
-                    data = self.sock.recv(1 << 18, flags)
+                    data = self.sock.recv(RECV_SMALL, flags)
                 except OSError as e:
                     if e.errno != errno.ENOBUFS:
                         raise

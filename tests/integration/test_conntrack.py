@@ -44,7 +44,8 @@ def test_udp_flows_are_deleted_by_port_and_by_reply_source(netns):
 def test_the_event_filter_in_the_kernel_passes_what_wanted_passes(netns):
     """The classic BPF filter (ctevents.event_filter) against the Python judgment of the same
     messages read from an unfiltered socket: a connection from a skipped source sends nothing,
-    another sends its new entry and the one update that says it closed."""
+    another sends its new entry and the one update that says it closed, not its destroy; a UDP
+    flow its new entry and its destroy."""
     from gingham.kernel.ctevents import (NF_NETLINK_CONNTRACK_DESTROY, NF_NETLINK_CONNTRACK_NEW,
                                          NF_NETLINK_CONNTRACK_UPDATE, ConntrackEvents, orig_src, parse, prefix, wanted)
     from gingham.kernel.nlsocket import NetlinkListener
@@ -73,15 +74,22 @@ def test_the_event_filter_in_the_kernel_passes_what_wanted_passes(netns):
                 c.close()
                 s.close()
             server.close()
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u.sendto(b"x", ("127.0.0.1", 9))
+            u.close()
+            # deleting the entries makes their destroy events: a TCP one had closed (dropped), UDP's passes
+            subprocess.run(["ip", "netns", "exec", os.path.basename(ns), "conntrack", "-D"], capture_output=True)
             import time
             time.sleep(0.2)
             passed = filtered.messages()
-            judged = [m for m in everything.messages() if wanted(m[0], m[1], m[2], set(), skipped)]
+            judged = [m for m in everything.messages() if wanted(m[0], m[1], m[2], skipped)]
         finally:
             filtered.close()
             everything.close()
     assert passed == judged
     events = [parse(kind, payload, flags) for kind, flags, payload in passed]
-    assert sorted((socket.inet_ntoa(orig_src(m[2])), e.kind, e.tcp_state) for m, e in zip(passed, events)) == [
-        ("127.0.0.1", "new", "SYN_SENT"), ("127.0.0.1", "update", "TIME_WAIT"),
-        ("127.0.0.3", "new", "SYN_SENT"), ("127.0.0.3", "update", "TIME_WAIT")]
+    assert sorted((socket.inet_ntoa(orig_src(m[2])), e.kind, e.tcp_state, e.orig.proto)
+                  for m, e in zip(passed, events)) == [
+        ("127.0.0.1", "destroy", "", 17), ("127.0.0.1", "new", "", 17),
+        ("127.0.0.1", "new", "SYN_SENT", 6), ("127.0.0.1", "update", "TIME_WAIT", 6),
+        ("127.0.0.3", "new", "SYN_SENT", 6), ("127.0.0.3", "update", "TIME_WAIT", 6)]

@@ -187,7 +187,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else "")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse gives an optional positional (lab get routes [TARGET]) its place at the first
+    # positional and none after an option: one left over, not an option, is that one
+    if extra and getattr(args, "target", "") is None and len(extra) == 1 and not extra[0].startswith("-"):
+        args.target, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.debug = debug or bool(os.environ.get("GINGHAM_DEBUG"))
     if after is not None:
         if not hasattr(args, "command"):

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(iproute2 nftables conntrack containernetworking-plugins iperf3
               bind9-dnsutils containerd runc util-linux procps iputils-ping busybox-static dnsperf dnsmasq-base
-              etcd-server etcd-client haproxy curl hey prometheus)
+              etcd-server etcd-client haproxy curl hey prometheus bird2)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -37,6 +37,8 @@ from . import loadbalancer, overlay
 from .cni_server import CNIServer, warm_up
 from .dns import DNSController
 from .health import HealthServers
+from ..bgp import bird
+from .bgp import BgpSpeaker
 from .flows import FlowRecorder, build_view
 from .pinger import Pinger
 from .pinger import targets as pinger_targets
@@ -73,6 +75,7 @@ class NodeAgent:
         self.netpol = NetpolController(node)
         self.dns = DNSController()
         self.ingress = IngressController(node, state_dir)
+        self.bgp = BgpSpeaker(node, state_dir)
         self.flows = FlowRecorder(state_dir, self.metrics)
         self.pinger = Pinger(self.metrics)
         self.flows.quiet_ports = self.pinger.ports
@@ -219,14 +222,21 @@ class NodeAgent:
                 set_bridge_netfilter(True)
                 self.bridge_netfilter = True
             special = {k for k in touched if (s := svc.services.get(k)) is not None
-                       and (s.type == "LoadBalancer" or s.health_check_node_port)}
+                       and (s.type == "LoadBalancer" or s.health_check_node_port or s.external_ips)}
             if full or special or self.special & touched or changes.keys() & {"node", "lease"}:
                 every = list(svc.services.values())
-                mine = loadbalancer.elect(every, svc.endpoints, sorted(alive), self.node)
-                loadbalancer.announce(overlay.UPLINK, mine)
+                cluster = cache.state().cluster
+                if cluster.overlay == "bgp":  # every candidate node announces, over BGP, no address on the uplink
+                    mine = loadbalancer.bgp_addresses(every, svc.endpoints, sorted(alive), self.node)
+                    self.bgp.sync(bird.node_config(cluster, self.node, cache.node_dicts(), mine))
+                    loadbalancer.announce(overlay.UPLINK, set())
+                else:
+                    mine = loadbalancer.elect(every, svc.endpoints, sorted(alive), self.node)
+                    loadbalancer.announce(overlay.UPLINK, mine)
                 self.status["loadBalancerIPs"] = sorted(mine)
                 self.health.sync(cache.nodes[self.node].ip, every, svc.endpoints, self.node)
-                self.special = {s.key for s in every if s.type == "LoadBalancer" or s.health_check_node_port}
+                self.special = {s.key for s in every if s.type == "LoadBalancer" or s.health_check_node_port
+                                or s.external_ips}
             self.dns.sync(cache, svc.services, svc.endpoints, touched, changed_pods, full)
             self.flows.view = build_view(self.node, cache, svc.services, world, self.flows.view,
                                          {"all"} if full else set(changes))

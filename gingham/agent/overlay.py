@@ -79,6 +79,8 @@ def apply_overlay(plan: OverlayPlan, cluster_cidr: str, own_cidr: str) -> None:
                 nl.fdb_add(vt.index, mac, dst)
             for mac, dst in have - want:
                 nl.fdb_del(vt.index, mac, dst)
+        if plan.mode == "bgp":
+            return  # the routes to the other nodes' pods are BIRD's
         wanted = {r.dst for r in plan.routes}
         for r in plan.routes:
             idx = dev_index if r.dev != UPLINK else uplink.index

@@ -95,12 +95,18 @@ KINDS = {"node": "nodes", "nodes": "nodes", "no": "nodes", "pod": "pods", "pods"
          "ingress": "ingresses", "ingresses": "ingresses", "ing": "ingresses", "ingressclass": "ingressclasses",
          "ingressclasses": "ingressclasses", "gatewayclass": "gatewayclasses", "gatewayclasses": "gatewayclasses",
          "gc": "gatewayclasses", "gateway": "gateways", "gateways": "gateways", "gtw": "gateways",
-         "httproute": "httproutes", "httproutes": "httproutes"}
+         "httproute": "httproutes", "httproutes": "httproutes", "routes": "routes", "route": "routes"}
 
 
 def cmd_get(a: argparse.Namespace) -> int:
     """A table (-o wide: more columns), or the objects as a Kubernetes List (-o json|yaml)."""
     lab, kind = _lab(a.name), KINDS[a.what]
+    if kind == "routes":
+        return cmd_routes(a, lab)
+    if a.target is not None:
+        from ..model.errors import BAD_INPUT
+        from .cluster import LabError
+        raise LabError(f"lab get {a.what}: unexpected argument {a.target!r} (only routes takes one)", BAD_INPUT)
     if a.output in ("json", "yaml"):
         from .kube import as_list
         _print(a, as_list(lab.objects(kind, a.namespace)))
@@ -128,6 +134,24 @@ def cmd_get(a: argparse.Namespace) -> int:
                 for r in lab.endpointslices(a.namespace)]
     cols, wide = COLUMNS[kind]
     _print(a, rows, cols + (wide if a.output == "wide" else []))
+    return 0
+
+
+def cmd_routes(a: argparse.Namespace, lab: Any) -> int:
+    """Each BGP speaker's sessions and routes (overlay bgp), read from its BIRD."""
+    from .bgp import speaker_routes
+    got = speaker_routes(lab, a.target)
+    if a.output in ("json", "yaml"):
+        _print(a, got)
+        return 0
+    for who, r in got.items():
+        print(f"{who}: BGP sessions")
+        _print(a, [{**s, "routes": f"{s['imported']} in, {s['exported']} out"} for s in r["sessions"]],
+               ["name", "neighbor", "as", "state", "since", "routes"])
+        print(f"{who}: routes")
+        _print(a, [{**x, "via": ",".join(x["via"]) or "-", "best": "*" if x["best"] else ""} for x in r["routes"]],
+               ["prefix", "kind", "via", "from", "best"])
+        print()
     return 0
 
 
@@ -225,9 +249,10 @@ def add_parser(sub: Any) -> None:
         p = common(ls.add_parser(verb, help=f"{verb} objects in a running lab"))
         p.add_argument("-f", "--file", action="append", required=True)
         p.set_defaults(fn=cmd_apply)
-    p = common(ls.add_parser("get", help="nodes, pods, services, endpointslices, ingresses or ingressclasses "
-                                         "(-o wide|json|yaml)"))
+    p = common(ls.add_parser("get", help="nodes, pods, services, endpointslices, ingresses, ingressclasses, "
+                                         "gateways, httproutes, or routes (BGP) (-o wide|json|yaml)"))
     p.add_argument("what", choices=sorted(KINDS))
+    p.add_argument("target", nargs="?", help="routes: node/NAME or router (default: every BGP speaker)")
     p.add_argument("-n", "--namespace", default=None)
     p.set_defaults(fn=cmd_get)
     p = common(ls.add_parser("exec", help="run a command in a pod (NS/POD), node/NAME or external"))

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..services.allocate import AllocationError, Ranges
 
 LAB_ROOT = os.environ.get("GINGHAM_LAB_ROOT", "/var/lib/gingham/labs")
-UNDERLAY = ipaddress.ip_network("192.168.200.0/24")
+UNDERLAY = ipaddress.IPv4Network("192.168.200.0/24")
 EXTERNAL_IP = "192.168.200.100"
 
 
@@ -127,6 +127,11 @@ class Lab:
         from .ingress import with_defaults
         parsed = with_defaults(manifest.schedule(manifest.parse(files)))
         nodes = self._nodes(parsed.cluster)
+        from . import bgp
+        from .monitoring import IP as MONITORING_IP
+        bgp.check(parsed.cluster, UNDERLAY, {EXTERNAL_IP, MONITORING_IP, str(UNDERLAY.network_address),
+                                             str(UNDERLAY.broadcast_address), *(n.ip for n in nodes.values()),
+                                             *(members.member_ip(UNDERLAY, i) for i in range(5))})
         os.makedirs(self.dir, exist_ok=True)
         meta: dict[str, Any] = {"name": self.name, "cluster": parsed.cluster.name, "netns": [], "agents": {},
                                 "etcd": [], "created": time.time()}
@@ -146,6 +151,8 @@ class Lab:
             if not ok:
                 raise LabError(f"lab {self.name}: its new datastore was written to by someone else")
             self.wait(rev, timeout)
+            if parsed.cluster.overlay == "bgp":
+                bgp.wait_routes(self, {n: info.as_dict() for n, info in nodes.items()})
         except BaseException:
             self.down()
             raise
@@ -181,6 +188,8 @@ class Lab:
         if monitoring:
             from . import monitoring as prom
             hosts.append(("monitoring", prom.IP))
+        from . import bgp
+        hosts += [(name, addr) for name, addr, _ in bgp.routers(cluster)]
         ul_fd = netns.open_ns(underlay)
         try:
             for i, (what, ip) in enumerate(hosts):
@@ -202,6 +211,12 @@ class Lab:
             raise LabError(str(e)) from None
         for node in cluster.nodes:
             meta["agents"][node] = self._start_agent(node)
+        nodes = {n: info.as_dict() for n, info in self._nodes(cluster).items()}
+        for i, (name, addr, asn) in enumerate(bgp.routers(cluster)):
+            meta.setdefault("routers", {})[name] = bgp.start_router(netns.path_of(self.ns(name)),
+                                                                   os.path.join(self.dir, name), addr, asn, cluster, nodes)
+            if i == 0:
+                bgp.route_external(netns.path_of(self.ns("external")), addr, cluster)
         if monitoring:
             meta["prometheus"] = prom.start(netns.path_of(self.ns("monitoring")), os.path.join(self.dir, "prometheus"),
                                             [info.ip for info in self._nodes(cluster).values()])

@@ -18,7 +18,7 @@ from . import yamldocs
 from .errors import ManifestError
 from .gateway import parse_gateway, parse_gateway_class, parse_http_route, parse_reference_grant
 from .ingress import IngressError, parse_ingress, parse_ingress_class, parse_secret
-from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod, Probe
+from .objects import BgpPeer, BgpSpec, Cluster, ClusterState, ContainerPort, Namespace, Object, Pod, Probe
 from .pool import parse_pool
 from .netpol import NetpolError, parse_policy
 from .services import ServiceError, parse_service
@@ -319,8 +319,11 @@ def _cluster(d: _Doc) -> Cluster:
     if 2 ** (mask - cidrs["podCIDR"].prefixlen) < len(nodes):
         raise d.error("spec.podCIDR", f"{cidrs['podCIDR']} has room for fewer than {len(nodes)} /{mask} node subnets")
     overlay = d.get("spec.overlay", str, "vxlan")
-    if overlay not in ("vxlan", "host-gw"):
-        raise d.error("spec.overlay", f"must be vxlan or host-gw, got {overlay!r}")
+    if overlay not in ("vxlan", "host-gw", "bgp"):
+        raise d.error("spec.overlay", f"must be vxlan, host-gw or bgp, got {overlay!r}")
+    bgp = _bgp(d, nodes) if overlay == "bgp" else None
+    if bgp is None and d.get("spec.bgp", dict, None) is not None:
+        raise d.error("spec.bgp", "only with overlay: bgp")
     pool = d.get("spec.loadBalancerPool", str, "")
     if pool:
         try:
@@ -337,7 +340,38 @@ def _cluster(d: _Doc) -> Cluster:
         except ValueError:
             raise d.error(f"spec.upstreamDNS[{i}]", f"{u!r} is not an IP address") from None
     return Cluster(name, nodes, str(cidrs["podCIDR"]), str(cidrs["serviceCIDR"]), mask, overlay, domain,
-                   tuple(upstreams), pool)
+                   tuple(upstreams), pool, bgp)
+
+
+def _as_number(d: Any, path: str, n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 4294967294 or n == 23456:
+        raise d.error(path, f"{n!r} is not an AS number (1-4294967294; 23456 is AS_TRANS)")
+    return int(n)
+
+
+def _bgp(d: Any, nodes: tuple[str, ...]) -> BgpSpec:
+    """spec.bgp (all of it optional): asNumber (64512, a private AS, as Calico's default),
+    routeReflectors (node names; none: a full mesh), peers ([{address, asNumber}]: external
+    routers every node peers with over eBGP)."""
+    asn = _as_number(d, "spec.bgp.asNumber", d.get("spec.bgp.asNumber", int, 64512))
+    rrs = d.get("spec.bgp.routeReflectors", list, [])
+    for i, n in enumerate(rrs):
+        if n not in nodes:
+            raise d.error(f"spec.bgp.routeReflectors[{i}]", f"{n!r} is not one of the nodes ({', '.join(nodes)})")
+    peers = []
+    for i, p in enumerate(d.get("spec.bgp.peers", list, [])):
+        where = f"spec.bgp.peers[{i}]"
+        if not isinstance(p, dict):
+            raise d.error(where, "must be {address, asNumber}")
+        try:
+            addr = str(ipaddress.IPv4Address(p.get("address")))
+        except ValueError:
+            raise d.error(f"{where}.address", f"{p.get('address')!r} is not an IPv4 address") from None
+        peer_as = _as_number(d, f"{where}.asNumber", p.get("asNumber"))
+        if peer_as == asn:
+            raise d.error(f"{where}.asNumber", f"is the nodes' own AS {asn}: an external peer is eBGP")
+        peers.append(BgpPeer(addr, peer_as))
+    return BgpSpec(asn, tuple(dict.fromkeys(rrs)), tuple(peers))
 
 
 def parse(paths: Iterable[str], base: ClusterState | None = None) -> ClusterState:

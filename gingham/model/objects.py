@@ -66,6 +66,22 @@ class Pod:
 
 
 @dataclass(frozen=True)
+class BgpPeer:
+    """A router outside the cluster every node peers with over eBGP."""
+    address: str
+    as_number: int
+
+
+@dataclass(frozen=True)
+class BgpSpec:
+    """spec.bgp: the nodes' AS, the nodes that reflect routes (none: a full mesh, every node
+    peering with every other), and the external peers."""
+    as_number: int = 64512
+    route_reflectors: tuple[str, ...] = ()
+    peers: tuple[BgpPeer, ...] = ()
+
+
+@dataclass(frozen=True)
 class Cluster:
     name: str = "lab"
     nodes: tuple[str, ...] = ("node-1", "node-2")
@@ -76,6 +92,7 @@ class Cluster:
     cluster_domain: str = "cluster.local"
     upstream_dns: tuple[str, ...] = ()  # where names outside the cluster domain go; none: SERVFAIL at once
     load_balancer_pool: str = ""  # "192.168.200.200/29" or "192.168.200.200-192.168.200.209"
+    bgp: BgpSpec | None = None    # with overlay bgp
 
     @property
     def dns_ip(self) -> str:

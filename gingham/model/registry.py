@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from .objects import Cluster, ClusterState, ContainerPort, Namespace, Object, Pod, Probe
+from .objects import BgpPeer, BgpSpec, Cluster, ClusterState, ContainerPort, Namespace, Object, Pod, Probe
 
 if TYPE_CHECKING:  # loaded by the slice functions that build them: a `lab get pods` needs neither
     from .services import Endpoint, Service
@@ -131,7 +131,13 @@ def encode_cluster(c: Cluster) -> dict[str, Any]:
     return {"apiVersion": "gingham.dev/v1alpha1", "kind": "Cluster", "metadata": {"name": c.name},
             "spec": {"nodes": list(c.nodes), "podCIDR": c.pod_cidr, "serviceCIDR": c.service_cidr,
                      "nodeCIDRMaskSize": c.node_cidr_mask, "overlay": c.overlay, "clusterDomain": c.cluster_domain,
-                     "upstreamDNS": list(c.upstream_dns), "loadBalancerPool": c.load_balancer_pool}}
+                     "upstreamDNS": list(c.upstream_dns), "loadBalancerPool": c.load_balancer_pool,
+                     **({"bgp": encode_bgp(c.bgp)} if c.bgp is not None else {})}}
+
+
+def encode_bgp(b: BgpSpec) -> dict[str, Any]:
+    return {"asNumber": b.as_number, "routeReflectors": list(b.route_reflectors),
+            "peers": [{"address": p.address, "asNumber": p.as_number} for p in b.peers]}
 
 
 def encode_namespace(n: Namespace) -> dict[str, Any]:
@@ -256,7 +262,12 @@ def decode_cluster(value: bytes) -> Cluster:
     return Cluster(_at(d, "metadata.name", str), tuple(_at(d, "spec.nodes", list)), _at(d, "spec.podCIDR", str),
                    _at(d, "spec.serviceCIDR", str), _at(d, "spec.nodeCIDRMaskSize", int), _at(d, "spec.overlay", str),
                    _at(d, "spec.clusterDomain", str), tuple(_at(d, "spec.upstreamDNS", list, [])),
-                   _at(d, "spec.loadBalancerPool", str, ""))
+                   _at(d, "spec.loadBalancerPool", str, ""), decode_bgp(d["spec"]["bgp"]) if "bgp" in d["spec"] else None)
+
+
+def decode_bgp(b: dict[str, Any]) -> BgpSpec:
+    return BgpSpec(int(b["asNumber"]), tuple(b.get("routeReflectors") or ()),
+                   tuple(BgpPeer(str(p["address"]), int(p["asNumber"])) for p in b.get("peers") or ()))
 
 
 def decode_namespace(value: bytes) -> Namespace:

@@ -4,6 +4,8 @@ VXLAN: one VTEP per node (`gingham.1`, VNI 1, UDP 8472, learning off) and, per r
 node, a permanent neighbour (remote subnet .0 -> remote VTEP MAC), an FDB entry
 (remote VTEP MAC -> remote node IP) and a route (remote subnet via .0 onlink).
 host-gw: one route per remote node via its node IP.
+bgp: nothing here; BIRD learns the routes from the other nodes (gingham/bgp/bird.py) and the
+pods keep the uplink's MTU.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def compile_overlay(mode: str, me: str, nodes: dict[str, dict[str, Any]], uplink
     """`nodes`: name -> {"ip", "podCIDR", "vtepMAC"}; the plan for node `me`."""
     mine = nodes[me]
     remote = sorted((n, v) for n, v in nodes.items() if n != me)
+    if mode == "bgp":
+        return OverlayPlan(mode, uplink_mtu)
     if mode == "host-gw":
         return OverlayPlan(mode, uplink_mtu, routes=[Route(v["podCIDR"], v["ip"], uplink) for _, v in remote])
     if mode != "vxlan":

@@ -20,7 +20,7 @@ from gingham.lab.cluster import Lab, LabError
 from gingham.services.compile import TABLE
 
 from .conftest import shared_lab, slice_of
-from ..helpers.lab import from_ns, manifest
+from ..helpers.lab import PeerServer, from_ns, manifest
 
 CLUSTER = """
 apiVersion: gingham.dev/v1alpha1
@@ -170,42 +170,6 @@ def connect(ns: str, ip: str, port: int, timeout: float = 2.0) -> tuple[str, flo
 def answers(lab: Lab, src: str, ip: str, port: int, n: int = 45, proto: str = "TCP") -> Counter:
     ns = lab.target_netns(src)
     return Counter(from_ns(ns, ip, port, proto) for _ in range(n))
-
-
-class PeerServer:
-    """A TCP server in a pod that records the source address of each connection."""
-
-    def __init__(self, ns: str, port: int) -> None:
-        with netns.entered(ns):
-            self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("0.0.0.0", port))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.peers: list[str] = []
-        self.stop = threading.Event()
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                c, addr = self.sock.accept()
-            except OSError:
-                continue
-            self.peers.append(addr[0])
-            c.close()
-
-    def last_peer(self, timeout: float = 2.0) -> str | None:
-        deadline = time.monotonic() + timeout
-        while not self.peers and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.peers[-1] if self.peers else None
-
-    def close(self) -> None:
-        self.stop.set()
-        self.t.join(2)
-        self.sock.close()
 
 
 def test_cluster_ip_balances_over_ready_endpoints_tcp_and_udp(lab):

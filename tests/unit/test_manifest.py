@@ -99,12 +99,31 @@ def test_a_bad_document_names_its_file_object_and_field(tmp_path, doc, where, fi
     ("{podCIDR: 10.244.0.1/16}", "spec.podCIDR", "host bits zero"),
     ("{serviceCIDR: 10.244.128.0/20}", "spec.serviceCIDR", "overlaps podCIDR"),
     ("{podCIDR: 10.244.0.0/24, nodes: 2}", "spec.podCIDR", "room for fewer than 2"),
-    ("{overlay: bgp}", "spec.overlay", "vxlan or host-gw"),
+    ("{overlay: ipip}", "spec.overlay", "vxlan, host-gw or bgp"),
+    ("{overlay: vxlan, bgp: {asNumber: 64512}}", "spec.bgp", "only with overlay: bgp"),
+    ("{overlay: bgp, bgp: {asNumber: 23456}}", "spec.bgp.asNumber", "AS_TRANS"),
+    ("{overlay: bgp, bgp: {asNumber: 0}}", "spec.bgp.asNumber", "not an AS number"),
+    ("{overlay: bgp, bgp: {routeReflectors: [node-9]}}", "spec.bgp.routeReflectors[0]", "not one of the nodes"),
+    ("{overlay: bgp, bgp: {peers: [{address: router, asNumber: 64500}]}}", "spec.bgp.peers[0].address",
+     "not an IPv4 address"),
+    ("{overlay: bgp, bgp: {peers: [{address: 10.0.0.1, asNumber: 64512}]}}", "spec.bgp.peers[0].asNumber",
+     "an external peer is eBGP"),
     ("{upstreamDNS: [resolver]}", "spec.upstreamDNS[0]", "not an IP address"),
 ])
 def test_a_bad_cluster_is_refused_naming_the_field(tmp_path, spec, field, says):
     e = refused(tmp_path, f"apiVersion: gingham.dev/v1alpha1\nkind: Cluster\nmetadata: {{name: c}}\nspec: {spec}\n")
     assert (e.doc, e.field) == (1, field) and says in e.msg, e
+
+
+def test_a_bgp_cluster_has_its_as_reflectors_and_peers_and_keeps_them_through_the_datastore(tmp_path):
+    from gingham.model.objects import BgpPeer, BgpSpec
+    from gingham.model.registry import decode_cluster, dumps, encode_cluster
+    path = write(tmp_path, "apiVersion: gingham.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\n"
+                           "spec: {nodes: 3, overlay: bgp, bgp: {routeReflectors: [node-2], "
+                           "peers: [{address: 192.168.200.1, asNumber: 64500}]}}\n")
+    c = manifest.parse([path]).cluster
+    assert c.bgp == BgpSpec(64512, ("node-2",), (BgpPeer("192.168.200.1", 64500),))  # 64512: the default AS
+    assert decode_cluster(dumps(encode_cluster(c))) == c
 
 
 def test_the_same_object_twice_is_refused_naming_both_places(tmp_path):

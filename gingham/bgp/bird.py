@@ -1,0 +1,129 @@
+"""BIRD 2 configurations as pure functions of the cluster: a node's, and the lab's router's.
+
+A node (Calico's BGP mode, in BIRD as Calico runs it) announces its pod CIDR (a static
+blackhole route, so the CIDR is announced whatever pods it has) to the other nodes over
+iBGP, in a full mesh or through route reflectors (`spec.bgp.routeReflectors`: those nodes
+peer with every node and reflect, with the cluster id Calico's `routeReflectorClusterID`
+would hold; the others peer only with them). Routes learned from the other nodes go into
+the kernel's main table with the announcing node as the next hop (`gateway direct`: the
+nodes share the underlay), so pod packets are routed natively: no encapsulation, no NAT.
+To each external peer (`spec.bgp.peers`, eBGP) a node also announces the LoadBalancer and
+external addresses it serves (MetalLB's BGP mode): a router then spreads connections over
+every node that announces an address (ECMP).
+
+Sessions use a 9 s hold time (3 s keepalives), connect a second after BIRD starts, retry a
+connection every 2 s and come back 2 s after a failure, doubling to 16 s if it repeats
+(BIRD's defaults, 5 s, 120 s and 60 s to 300 s, suit routers that stay up, not a network
+being built or a lab cutting links), and BFD (100 ms x 3): a node that goes away
+is withdrawn within about 0.3 s where BFD runs, 9 s at most. Graceful restart is on: when
+BIRD itself restarts its peers keep its routes meanwhile (the agent restarting does not
+touch BIRD at all).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from ..model.objects import BgpSpec, Cluster
+
+HOLD, KEEPALIVE = 9, 3
+BFD = "min rx interval 100 ms; min tx interval 100 ms; multiplier 3;"
+
+
+def protocol_name(what: str) -> str:
+    """A protocol name BIRD accepts (a letter, then letters, digits, underscores): a node's
+    name, a peer's address."""
+    name = "".join(c if c.isalnum() else "_" for c in what)
+    return name if name[:1].isalpha() else "peer_" + name
+
+
+def _session(local_ip: str, local_as: int) -> str:
+    return (f"  local {local_ip} as {local_as};\n  direct;\n  hold time {HOLD};\n  keepalive time {KEEPALIVE};\n"
+            "  connect delay time 1;\n  connect retry time 2;\n  error wait time 2, 16;\n  graceful restart on;\n  bfd on;\n")
+
+
+def _common(router_id: str, what: str) -> list[str]:
+    return [f"# BIRD 2 configuration for {what}, written by gingham (gingham/bgp/bird.py): do not edit.",
+            f"router id {router_id};",
+            "log stderr { info, remote, warning, error, auth, fatal, bug };",
+            "",
+            "protocol device {\n  scan time 10;\n}",
+            "",
+            f'protocol bfd {{\n  interface "*" {{\n    {BFD}\n  }};\n}}',
+            ""]
+
+
+def node_config(cluster: Cluster, node: str, nodes: dict[str, dict[str, str]], addresses: Iterable[str] = ()) -> str:
+    """`nodes`: every node of the cluster, name -> {"ip", "podCIDR"}; `addresses`: the
+    LoadBalancer and external addresses this node announces to the external peers."""
+    spec = cluster.bgp or BgpSpec()
+    me = nodes[node]
+    net = ipaddress.ip_network(cluster.pod_cidr)
+    rrs = [n for n in spec.route_reflectors if n in nodes]
+    if not rrs:
+        neighbours, client = [n for n in sorted(nodes) if n != node], False
+    elif node in rrs:
+        neighbours, client = [n for n in sorted(nodes) if n != node], True
+    else:
+        neighbours, client = [n for n in rrs if n != node], False
+    out = _common(me["ip"], f"node {node}")
+    out += ["protocol kernel {",
+            "  ipv4 {\n    import none;\n    export where source = RTS_BGP;  # the other nodes' pod CIDRs\n  };",
+            "  merge paths on;",
+            "}",
+            "",
+            "protocol static pods {\n  ipv4;",
+            f"  route {me['podCIDR']} blackhole;",
+            "}",
+            "",
+            "protocol static addresses {  # LoadBalancer and external addresses served here\n  ipv4;"]
+    out += [f"  route {ip}/32 blackhole;" for ip in sorted(set(addresses), key=ipaddress.IPv4Address)]
+    out += ["}",
+            "",
+            "filter from_nodes {  # another node's pod CIDR, nothing else",
+            f"  if net ~ [ {net}{{{cluster.node_cidr_mask},{cluster.node_cidr_mask}}} ] && net != {me['podCIDR']}"
+            " then accept;",
+            "  reject;",
+            "}",
+            "",
+            "template bgp nodes {",
+            _session(me["ip"], spec.as_number).rstrip("\n"),
+            "  ipv4 {\n    import filter from_nodes;\n    export where proto = \"pods\" || source = RTS_BGP;\n"
+            "    gateway direct;\n  };",
+            "}"]
+    if client:
+        rr_id = str(ipaddress.IPv4Address(me["ip"]))
+        out += ["", "template bgp clients from nodes {", "  rr client;", f"  rr cluster id {rr_id};", "}"]
+    for n in neighbours:
+        tpl = "clients" if client and n not in rrs else "nodes"
+        out += ["", f"protocol bgp {protocol_name(n)} from {tpl} {{",
+                f"  neighbor {nodes[n]['ip']} as {spec.as_number};", "}"]
+    for peer in spec.peers:
+        out += ["", f"protocol bgp {protocol_name(peer.address)} {{",
+                _session(me["ip"], spec.as_number).rstrip("\n"),
+                "  ipv4 {\n    import none;\n    export where proto = \"pods\" || proto = \"addresses\";\n"
+                "    next hop self;\n  };",
+                f"  neighbor {peer.address} as {peer.as_number};",
+                "}"]
+    return "\n".join(out) + "\n"
+
+
+def router_config(address: str, as_number: int, cluster: Cluster, nodes: dict[str, dict[str, str]]) -> str:
+    """The lab's external router: eBGP with every node, whatever they announce into its kernel,
+    equal routes (an address several nodes announce) merged into one multipath route."""
+    spec = cluster.bgp or BgpSpec()
+    out = _common(address, "the lab's router")
+    out += ["protocol kernel {",
+            "  ipv4 {\n    import none;\n    export all;\n  };",
+            "  merge paths on;  # ECMP: one route, a next hop per node announcing it",
+            "}",
+            "",
+            "template bgp nodes {",
+            _session(address, as_number).rstrip("\n"),
+            "  ipv4 {\n    import all;\n    export none;\n  };",
+            "}"]
+    for n in sorted(nodes):
+        out += ["", f"protocol bgp {protocol_name(n)} from nodes {{",
+                f"  neighbor {nodes[n]['ip']} as {spec.as_number};", "}"]
+    return "\n".join(out) + "\n"

@@ -2,7 +2,8 @@
 
 Throughput is iperf3 (Debian's), one TCP stream for a few seconds, all in one run: a bare
 veth pair between two namespaces (the limit here), then pods on the same node, then
-across nodes on VXLAN and on host-gw. Run inside the sandbox: scripts/bench.sh lab.
+across nodes on VXLAN, on host-gw and on BGP (routes BIRD learned, no encapsulation). Run
+inside the sandbox: scripts/bench.sh lab [up|throughput].
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def throughput() -> None:
     labs, cases = [], []
     with PlainVeth() as veth:
         try:
-            for overlay in ("host-gw", "vxlan"):
+            for overlay in ("host-gw", "vxlan", "bgp"):
                 lab = Lab(f"bt{overlay.replace('-', '')}")
                 labs.append(lab)
                 lab.up([cluster(2, 0, overlay)])
@@ -98,7 +99,8 @@ def throughput() -> None:
         print(f"  {name:38s} {gbps:6.2f} Gbit/s   plain veth {limit:6.2f}   ratio {gbps / limit:5.2f}")
     hostgw = next(g for n, g in best.items() if "host-gw" in n)
     vxlan = next(g for n, g in best.items() if "vxlan" in n)
-    print(f"  vxlan / host-gw = {vxlan / hostgw:.2f}")
+    bgp = next(g for n, g in best.items() if "bgp" in n)
+    print(f"  vxlan / host-gw = {vxlan / hostgw:.2f}   bgp / host-gw = {bgp / hostgw:.2f}")
 
 
 def up_times() -> None:

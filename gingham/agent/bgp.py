@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from .procs import pid_alive
+from .procs import pid_file
 
 BIRD, BIRDC = "bird", "birdc"
 
@@ -31,12 +31,7 @@ class BgpSpeaker:
         return os.path.join(self.dir, name)
 
     def pid(self) -> int | None:
-        try:
-            with open(self.path("bird.pid")) as f:
-                pid = int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-        return pid if pid_alive(pid, "bird") else None
+        return pid_file(self.path("bird.pid"), "bird")
 
     def sync(self, text: str) -> None:
         """BIRD running with exactly `text` as its configuration."""

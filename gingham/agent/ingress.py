@@ -28,6 +28,7 @@ from ..ingress.objects import gateway_world, parse_objects
 from ..ingress.routes import build
 from ..model.objects import Object
 from ..model.services import Endpoint, Service
+from .procs import pid_file
 
 KINDS = ("Ingress/", "IngressClass/", "Secret/", "GatewayClass/", "Gateway/", "HTTPRoute/", "ReferenceGrant/")
 
@@ -79,13 +80,7 @@ class IngressController:
         return os.path.join(self.dir, name)
 
     def _pid(self) -> int | None:
-        try:
-            with open(self._path("haproxy.pid")) as f:
-                pid = int(f.read().split()[0])
-            os.kill(pid, 0)
-            return pid
-        except (OSError, ValueError, IndexError):
-            return None
+        return pid_file(self._path("haproxy.pid"), "haproxy")
 
     def _write(self, cfg: ProxyConfig) -> None:
         """Files in place, checked, then HAProxy started or reloaded; a failed check changes nothing."""

@@ -228,7 +228,8 @@ class NodeAgent:
                 cluster = cache.state().cluster
                 if cluster.overlay == "bgp":  # every candidate node announces, over BGP, no address on the uplink
                     mine = loadbalancer.bgp_addresses(every, svc.endpoints, sorted(alive), self.node)
-                    self.bgp.sync(bird.node_config(cluster, self.node, cache.node_dicts(), mine))
+                    self.bgp.sync(bird.node_config(cluster, self.node, cache.node_dicts(), mine,
+                                                   overlay.uplink_network()))
                     loadbalancer.announce(overlay.UPLINK, set())
                 else:
                     mine = loadbalancer.elect(every, svc.endpoints, sorted(alive), self.node)

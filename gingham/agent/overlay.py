@@ -39,6 +39,13 @@ def node_nat(pod_cidr: str) -> Transaction:
             .add_rule("postrouting", f"ip saddr {pod_cidr} ip daddr != {pod_cidr} oifname != {quote(BRIDGE)} masquerade"))
 
 
+def uplink_network() -> str:
+    """The network of the node's uplink address (its segment of the underlay)."""
+    with Netlink() as nl:
+        link = nl.require(UPLINK)
+        return next((str(a.network) for a in nl.addresses(link.index) if a.network.prefixlen < 32), "")
+
+
 def program_node(cluster: Cluster, node: str, alive: dict[str, dict[str, Any]], state_dir: str) -> tuple[OverlayPlan, Network]:
     """The overlay towards the live nodes, the route to ClusterIPs, masquerade and the node's
     CNI config; the plan applied and the network pods are attached to."""

@@ -38,8 +38,9 @@ def protocol_name(what: str) -> str:
     return name if name[:1].isalpha() else "peer_" + name
 
 
-def _session(local_ip: str, local_as: int) -> str:
-    return (f"  local {local_ip} as {local_as};\n  direct;\n  hold time {HOLD};\n  keepalive time {KEEPALIVE};\n"
+def _session(local_ip: str, local_as: int, direct: bool = True) -> str:
+    hops = "direct" if direct else "multihop"
+    return (f"  local {local_ip} as {local_as};\n  {hops};\n  hold time {HOLD};\n  keepalive time {KEEPALIVE};\n"
             "  connect delay time 1;\n  connect retry time 2;\n  error wait time 2, 16;\n  graceful restart on;\n  bfd on;\n")
 
 
@@ -54,19 +55,28 @@ def _common(router_id: str, what: str) -> list[str]:
             ""]
 
 
-def node_config(cluster: Cluster, node: str, nodes: dict[str, dict[str, str]], addresses: Iterable[str] = ()) -> str:
+def node_config(cluster: Cluster, node: str, nodes: dict[str, dict[str, str]], addresses: Iterable[str] = (),
+                segment: str = "") -> str:
     """`nodes`: every node of the cluster, name -> {"ip", "podCIDR"}; `addresses`: the
-    LoadBalancer and external addresses this node announces to the external peers."""
+    LoadBalancer and external addresses this node announces to the external peers; `segment`:
+    the network of the node's uplink. The iBGP mesh is the node's rack (with racks, each is an
+    L3 segment of its own); the external peers are those on its segment (directly connected),
+    or all of them (multihop) when none is. From a peer the node takes other nodes' pod CIDRs
+    (with racks: the other racks', through their router; they carry the nodes' own AS, which
+    `allow local as 1` lets in, and a node's mesh routes, with a shorter path, still win)."""
     spec = cluster.bgp or BgpSpec()
     me = nodes[node]
     net = ipaddress.ip_network(cluster.pod_cidr)
-    rrs = [n for n in spec.route_reflectors if n in nodes]
+    rack = [n for n in sorted(nodes) if cluster.rack_of(n) == cluster.rack_of(node)]
+    rrs = [n for n in spec.route_reflectors if n in rack]
     if not rrs:
-        neighbours, client = [n for n in sorted(nodes) if n != node], False
+        neighbours, client = [n for n in rack if n != node], False
     elif node in rrs:
-        neighbours, client = [n for n in sorted(nodes) if n != node], True
+        neighbours, client = [n for n in rack if n != node], True
     else:
         neighbours, client = [n for n in rrs if n != node], False
+    on_segment = [p for p in spec.peers if segment and ipaddress.IPv4Address(p.address) in ipaddress.ip_network(segment)]
+    peers = on_segment or list(spec.peers)
     out = _common(me["ip"], f"node {node}")
     out += ["protocol kernel {",
             "  ipv4 {\n    import none;\n    export where source = RTS_BGP;  # the other nodes' pod CIDRs\n  };",
@@ -99,29 +109,34 @@ def node_config(cluster: Cluster, node: str, nodes: dict[str, dict[str, str]], a
         tpl = "clients" if client and n not in rrs else "nodes"
         out += ["", f"protocol bgp {protocol_name(n)} from {tpl} {{",
                 f"  neighbor {nodes[n]['ip']} as {spec.as_number};", "}"]
-    for peer in spec.peers:
+    for peer in peers:
         out += ["", f"protocol bgp {protocol_name(peer.address)} {{",
-                _session(me["ip"], spec.as_number).rstrip("\n"),
-                "  ipv4 {\n    import none;\n    export where proto = \"pods\" || proto = \"addresses\";\n"
-                "    next hop self;\n  };",
+                _session(me["ip"], spec.as_number, peer in on_segment).rstrip("\n"),
+                "  allow local as 1;  # other racks' pod CIDRs come back through the router with our AS in the path",
+                "  ipv4 {\n    import filter from_nodes;\n"
+                "    export where proto = \"pods\" || proto = \"addresses\";\n    next hop self;\n  };",
                 f"  neighbor {peer.address} as {peer.as_number};",
                 "}"]
     return "\n".join(out) + "\n"
 
 
-def router_config(address: str, as_number: int, cluster: Cluster, nodes: dict[str, dict[str, str]]) -> str:
-    """The lab's external router: eBGP with every node, whatever they announce into its kernel,
-    equal routes (an address several nodes announce) merged into one multipath route."""
+def router_config(addresses: list[str], as_number: int, cluster: Cluster, nodes: dict[str, dict[str, str]]) -> str:
+    """The lab's router (`addresses`: one per segment it joins, the first its id): eBGP with
+    every node, whatever they announce into its kernel, equal routes (an address several nodes
+    announce) merged into one multipath route; it passes the pod CIDRs on to every node (with
+    racks, that is how a rack learns the others'; a node ignores its own AS coming back)."""
     spec = cluster.bgp or BgpSpec()
-    out = _common(address, "the lab's router")
+    net = ipaddress.ip_network(cluster.pod_cidr)
+    out = _common(addresses[0], "the lab's router")
     out += ["protocol kernel {",
             "  ipv4 {\n    import none;\n    export all;\n  };",
             "  merge paths on;  # ECMP: one route, a next hop per node announcing it",
             "}",
             "",
             "template bgp nodes {",
-            _session(address, as_number).rstrip("\n"),
-            "  ipv4 {\n    import all;\n    export none;\n  };",
+            _session("", as_number).replace("  local  as", "  local as").rstrip("\n"),
+            "  ipv4 {\n    import all;\n"
+            f"    export where net ~ [ {net}{{{cluster.node_cidr_mask},{cluster.node_cidr_mask}}} ];\n  }};",
             "}"]
     for n in sorted(nodes):
         out += ["", f"protocol bgp {protocol_name(n)} from nodes {{",

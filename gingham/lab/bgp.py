@@ -1,9 +1,8 @@
 """The lab's side of overlay bgp: a router for each external peer, and `lab get routes`.
 
-Each `spec.bgp.peers` address on the underlay becomes a namespace of its own, `router` (then
-`router-1`...), that forwards and runs BIRD 2 (gingham/bgp/bird.py's router_config: eBGP
-with every node, equal routes merged into one multipath route, flows spread by their ports:
-`fib_multipath_hash_policy` 1). The `external` client routes the pod network and the
+The routers (gingham/lab/topology.py says which) forward and, as BGP peers, run BIRD 2
+(gingham/bgp/bird.py's router_config: eBGP with every node, equal routes merged into one
+multipath route, flows spread by their ports: `fib_multipath_hash_policy` 1). The `external` client routes the pod network and the
 LoadBalancer pool through the first router, as a client beyond a real router would.
 
 `routes` reads a BGP speaker's sessions and routes from its control socket (birdc).
@@ -24,34 +23,18 @@ from ..model.objects import Cluster
 from ..model.errors import BAD_INPUT, NOT_FOUND
 from .cluster import LabError
 
-TAKEN_NOTE = "the underlay's .1 to .10 are etcd's and monitoring's, .11 on the nodes', .100 external's"
-
-
-def routers(cluster: Cluster) -> list[tuple[str, str, int]]:
-    """(namespace suffix, address, AS) of each router the lab makes for the Cluster's peers."""
-    if cluster.overlay != "bgp" or cluster.bgp is None:
-        return []
-    return [("router" if i == 0 else f"router-{i}", p.address, p.as_number) for i, p in enumerate(cluster.bgp.peers)]
-
-
-def check(cluster: Cluster, underlay: ipaddress.IPv4Network, taken: set[str]) -> None:
-    """What the lab cannot build, said before it builds anything."""
-    for _, addr, _ in routers(cluster):
-        if ipaddress.IPv4Address(addr) not in underlay or addr in taken:
-            raise LabError(f"spec.bgp.peers: the lab makes a router at {addr} only on the underlay {underlay} "
-                           f"at an address nothing else has ({TAKEN_NOTE})")
-
-
-def start_router(path: str, state_dir: str, address: str, as_number: int, cluster: Cluster,
+def start_router(path: str, state_dir: str, addresses: list[str], as_number: int, cluster: Cluster,
                  nodes: dict[str, dict[str, str]]) -> int:
-    """BIRD in the router's namespace (forwarding on there); its pid."""
-    os.makedirs(state_dir, exist_ok=True)
-    conf = os.path.join(state_dir, "bird.conf")
-    with open(conf, "w") as f:
-        f.write(router_config(address, as_number, cluster, nodes))
+    """Forwarding on in the router's namespace and, when it has an AS, BIRD there; BIRD's pid (0: none)."""
     ns = ["nsenter", f"--net={path}"]
     for key in ("net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=1"):
         subprocess.run([*ns, "sysctl", "-qw", key], check=True)
+    if not as_number:
+        return 0
+    os.makedirs(state_dir, exist_ok=True)
+    conf = os.path.join(state_dir, "bird.conf")
+    with open(conf, "w") as f:
+        f.write(router_config(addresses, as_number, cluster, nodes))
     log = open(os.path.join(state_dir, "bird.log"), "ab")
     proc = subprocess.Popen([*ns, "bird", "-f", "-c", conf, "-s", os.path.join(state_dir, "bird.ctl"),
                              "-P", os.path.join(state_dir, "bird.pid")],
@@ -89,10 +72,10 @@ def wait_routes(lab: Any, nodes: dict[str, dict[str, str]], timeout: float = 30.
     while True:
         missing = {}
         for name in nodes:
-            want = {v["podCIDR"]: v["ip"] for n, v in nodes.items() if n != name}
+            want = [v["podCIDR"] for n, v in nodes.items() if n != name]
             with netns.entered(netns.path_of(lab.ns(f"node-{name}"))), Netlink() as nl:
-                have = {r["dst"]: r.get("gw") for r in nl.routes()}
-            lacking = [cidr for cidr, via in want.items() if have.get(cidr) != via]
+                have = {r["dst"] for r in nl.routes() if r.get("gw")}  # via the node, or its rack's router
+            lacking = [cidr for cidr in want if cidr not in have]
             if lacking:
                 missing[name] = lacking
         if not missing or time.monotonic() > deadline:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..services.allocate import AllocationError, Ranges
 
 LAB_ROOT = os.environ.get("GINGHAM_LAB_ROOT", "/var/lib/gingham/labs")
-UNDERLAY = ipaddress.IPv4Network("192.168.200.0/24")
+from .topology import UNDERLAY  # noqa: E402 - where the lab puts things (gingham/lab/topology.py)
 EXTERNAL_IP = "192.168.200.100"
 
 
@@ -127,11 +127,13 @@ class Lab:
         from .ingress import with_defaults
         parsed = with_defaults(manifest.schedule(manifest.parse(files)))
         nodes = self._nodes(parsed.cluster)
-        from . import bgp
+        from . import bgp, topology
         from .monitoring import IP as MONITORING_IP
-        bgp.check(parsed.cluster, UNDERLAY, {EXTERNAL_IP, MONITORING_IP, str(UNDERLAY.network_address),
-                                             str(UNDERLAY.broadcast_address), *(n.ip for n in nodes.values()),
-                                             *(members.member_ip(UNDERLAY, i) for i in range(5))})
+        problems = topology.problems(parsed.cluster, {EXTERNAL_IP, MONITORING_IP, str(UNDERLAY.network_address),
+                                                      str(UNDERLAY.broadcast_address), *(n.ip for n in nodes.values()),
+                                                      *(members.member_ip(UNDERLAY, i) for i in range(5))})
+        if problems:
+            raise LabError("; ".join(problems), BAD_INPUT)
         os.makedirs(self.dir, exist_ok=True)
         meta: dict[str, Any] = {"name": self.name, "cluster": parsed.cluster.name, "netns": [], "agents": {},
                                 "etcd": [], "created": time.time()}
@@ -163,9 +165,10 @@ class Lab:
     def _nodes(self, cluster: Cluster) -> dict[str, reg.NodeInfo]:
         """Each node's address on the underlay, pod CIDR, VTEP MAC and namespace."""
         cidrs = cluster.node_cidrs()
-        return {node: reg.NodeInfo(node, str(UNDERLAY.network_address + 11 + i), cidrs[node],
-                                   vtep_mac(self.name, node), self.ns(f"node-{node}"))
-                for i, node in enumerate(cluster.nodes)}
+        from .topology import node_ips
+        ips = node_ips(cluster)
+        return {node: reg.NodeInfo(node, ips[node], cidrs[node], vtep_mac(self.name, node), self.ns(f"node-{node}"))
+                for node in cluster.nodes}
 
     def _build(self, cluster: Cluster, meta: dict[str, Any], etcd_members: int, monitoring: bool = False) -> None:
         """The underlay, the etcd members (ready), the nodes' and external's namespaces, the agents.
@@ -173,36 +176,47 @@ class Lab:
         The agents start before the cluster is written: they import, install their CNI
         plugins and wait for their node's key meanwhile."""
         from ..kernel.links import Netlink
+        from . import bgp, topology
+        segs = topology.segments(cluster)
         underlay = self._add_ns(meta, "underlay")
         with netns.entered(underlay), Netlink() as nl:
-            nl.ensure_bridge("ul0")
+            for i in range(len(segs)):
+                nl.ensure_bridge(f"ul{i}")
             nl.set(nl.require("lo").index, "lo up", state="up")
         for i in range(etcd_members):
             m = {"name": f"etcd-{i}", "ip": members.member_ip(UNDERLAY, i), "netns": self.ns(f"etcd-{i}")}
             self._add_ns(meta, f"etcd-{i}")
             members.wire(m["netns"], self.ns("underlay"), m["ip"], UNDERLAY.prefixlen, f"ue-{i}")
+            self._route_segments(netns.path_of(m["netns"]), segs, 0)
             meta["etcd"].append(m)
         members.start(meta["etcd"], os.path.join(self.dir, "etcd"), f"gingham-{self.name}")
         write_json(self.meta_path, meta)
-        hosts = [("external", EXTERNAL_IP)] + [(f"node-{n}", info.ip) for n, info in self._nodes(cluster).items()]
+        # each host and its legs: (address, segment); a router has one on every segment it joins
+        hosts: list[tuple[str, tuple[tuple[str, int], ...]]] = [("external", ((EXTERNAL_IP, 0),))]
+        hosts += [(f"node-{n}", ((info.ip, cluster.rack_of(n)),)) for n, info in self._nodes(cluster).items()]
         if monitoring:
             from . import monitoring as prom
-            hosts.append(("monitoring", prom.IP))
-        from . import bgp
-        hosts += [(name, addr) for name, addr, _ in bgp.routers(cluster)]
+            hosts.append(("monitoring", ((prom.IP, 0),)))
+        routers = topology.routers(cluster)
+        hosts += [(r.name, r.legs) for r in routers]
         ul_fd = netns.open_ns(underlay)
+        k = 0
         try:
-            for i, (what, ip) in enumerate(hosts):
+            for what, legs in hosts:
                 path = self._add_ns(meta, what)
-                port = f"ul-{i}"
-                with netns.entered(path), Netlink() as nl:
-                    eth0 = nl.add_veth("eth0", port, ul_fd)
-                    nl.add_address(eth0.index, ipaddress.ip_interface(f"{ip}/{UNDERLAY.prefixlen}"))
-                    nl.set(eth0.index, "eth0 up", state="up")
-                    nl.set(nl.require("lo").index, "lo up", state="up")
-                with netns.entered(underlay), Netlink() as nl:
-                    link = nl.require(port)
-                    nl.set(link.index, f"{port} on ul0", master=nl.require("ul0").index, state="up")
+                for j, (ip, seg) in enumerate(legs):
+                    port = f"ul-{k}"
+                    k += 1
+                    with netns.entered(path), Netlink() as nl:
+                        eth = nl.add_veth(f"eth{j}", port, ul_fd)
+                        nl.add_address(eth.index, ipaddress.ip_interface(f"{ip}/{segs[seg].prefixlen}"))
+                        nl.set(eth.index, f"eth{j} up", state="up")
+                        nl.set(nl.require("lo").index, "lo up", state="up")
+                    with netns.entered(underlay), Netlink() as nl:
+                        link = nl.require(port)
+                        nl.set(link.index, f"{port} on ul{seg}", master=nl.require(f"ul{seg}").index, state="up")
+                if len(legs) == 1:
+                    self._route_segments(path, segs, legs[0][1])
         finally:
             os.close(ul_fd)
         try:
@@ -212,15 +226,29 @@ class Lab:
         for node in cluster.nodes:
             meta["agents"][node] = self._start_agent(node)
         nodes = {n: info.as_dict() for n, info in self._nodes(cluster).items()}
-        for i, (name, addr, asn) in enumerate(bgp.routers(cluster)):
-            meta.setdefault("routers", {})[name] = bgp.start_router(netns.path_of(self.ns(name)),
-                                                                   os.path.join(self.dir, name), addr, asn, cluster, nodes)
-            if i == 0:
-                bgp.route_external(netns.path_of(self.ns("external")), addr, cluster)
+        for i, r in enumerate(routers):
+            meta.setdefault("routers", {})[r.name] = bgp.start_router(
+                netns.path_of(self.ns(r.name)), os.path.join(self.dir, r.name), [ip for ip, _ in r.legs], r.as_number,
+                cluster, nodes)
+            if i == 0 and r.as_number:
+                bgp.route_external(netns.path_of(self.ns("external")), r.legs[0][0], cluster)
         if monitoring:
             meta["prometheus"] = prom.start(netns.path_of(self.ns("monitoring")), os.path.join(self.dir, "prometheus"),
                                             [info.ip for info in self._nodes(cluster).values()])
         write_json(self.meta_path, meta)
+
+    @staticmethod
+    def _route_segments(path: str, segs: list[ipaddress.IPv4Network], own: int) -> None:
+        """A host on segment `own` reaches the other segments through its segment's router."""
+        from ..kernel.links import Netlink
+        from .topology import gateway
+        if len(segs) < 2:
+            return
+        with netns.entered(path), Netlink() as nl:
+            eth0 = nl.require("eth0").index
+            for i, seg in enumerate(segs):
+                if i != own:
+                    nl.add_route(str(seg), eth0, gw=gateway(segs[own]), replace=True)
 
     def _add_ns(self, meta: dict[str, Any], what: str) -> str:
         name = self.ns(what)

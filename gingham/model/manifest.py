@@ -321,7 +321,14 @@ def _cluster(d: _Doc) -> Cluster:
     overlay = d.get("spec.overlay", str, "vxlan")
     if overlay not in ("vxlan", "host-gw", "bgp"):
         raise d.error("spec.overlay", f"must be vxlan, host-gw or bgp, got {overlay!r}")
+    racks = _racks(d, nodes)
+    if overlay == "host-gw" and len(racks) > 1:
+        raise d.error("spec.overlay", f"host-gw routes to the other nodes over one shared L2 segment, and racks "
+                                      f"{racks[0][0]} and {racks[1][0]} are separate segments: use vxlan or bgp")
     bgp = _bgp(d, nodes) if overlay == "bgp" else None
+    if bgp is not None and bgp.route_reflectors and len(racks) > 1:
+        raise d.error("spec.bgp.routeReflectors", "not with racks yet: the nodes of a rack peer with each other "
+                                                  "and with their rack's router")
     if bgp is None and d.get("spec.bgp", dict, None) is not None:
         raise d.error("spec.bgp", "only with overlay: bgp")
     pool = d.get("spec.loadBalancerPool", str, "")
@@ -340,7 +347,39 @@ def _cluster(d: _Doc) -> Cluster:
         except ValueError:
             raise d.error(f"spec.upstreamDNS[{i}]", f"{u!r} is not an IP address") from None
     return Cluster(name, nodes, str(cidrs["podCIDR"]), str(cidrs["serviceCIDR"]), mask, overlay, domain,
-                   tuple(upstreams), pool, bgp)
+                   tuple(upstreams), pool, bgp, racks)
+
+
+MAX_RACKS = 50  # the lab gives rack i the segment 192.168.(200+i).0/24
+
+
+def _racks(d: Any, nodes: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """spec.racks ([{name, nodes}], optional): the nodes on separate L3 segments, every node in
+    exactly one; the lab joins the segments with a router."""
+    raw = d.get("spec.racks", list, [])
+    if not raw:
+        return ()
+    if len(raw) > MAX_RACKS:
+        raise d.error("spec.racks", f"at most {MAX_RACKS} racks, got {len(raw)}")
+    out: list[tuple[str, tuple[str, ...]]] = []
+    seen: dict[str, str] = {}
+    for i, r in enumerate(raw):
+        where = f"spec.racks[{i}]"
+        if not isinstance(r, dict) or not isinstance(r.get("name"), str) or not isinstance(r.get("nodes"), list):
+            raise d.error(where, "must be {name, nodes: [node names]}")
+        if not _DNS1123_LABEL.match(r["name"]) or any(r["name"] == o for o, _ in out):
+            raise d.error(f"{where}.name", f"{r['name']!r} is not a DNS label, or another rack has it")
+        for j, n in enumerate(r["nodes"]):
+            if n not in nodes:
+                raise d.error(f"{where}.nodes[{j}]", f"{n!r} is not one of the nodes ({', '.join(nodes)})")
+            if n in seen:
+                raise d.error(f"{where}.nodes[{j}]", f"{n} is in rack {seen[n]} already")
+            seen[n] = r["name"]
+        out.append((r["name"], tuple(r["nodes"])))
+    lost = [n for n in nodes if n not in seen]
+    if lost:
+        raise d.error("spec.racks", f"every node goes in a rack; {', '.join(lost)} in none")
+    return tuple(out)
 
 
 def _as_number(d: Any, path: str, n: Any) -> int:

@@ -93,6 +93,11 @@ class Cluster:
     upstream_dns: tuple[str, ...] = ()  # where names outside the cluster domain go; none: SERVFAIL at once
     load_balancer_pool: str = ""  # "192.168.200.200/29" or "192.168.200.200-192.168.200.209"
     bgp: BgpSpec | None = None    # with overlay bgp
+    racks: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (name, its nodes): separate L3 segments; none: one
+
+    def rack_of(self, node: str) -> int:
+        """The index of the rack (L3 segment) a node is in; 0 without racks."""
+        return next((i for i, (_, ns) in enumerate(self.racks) if node in ns), 0)
 
     @property
     def dns_ip(self) -> str:

@@ -132,7 +132,8 @@ def encode_cluster(c: Cluster) -> dict[str, Any]:
             "spec": {"nodes": list(c.nodes), "podCIDR": c.pod_cidr, "serviceCIDR": c.service_cidr,
                      "nodeCIDRMaskSize": c.node_cidr_mask, "overlay": c.overlay, "clusterDomain": c.cluster_domain,
                      "upstreamDNS": list(c.upstream_dns), "loadBalancerPool": c.load_balancer_pool,
-                     **({"bgp": encode_bgp(c.bgp)} if c.bgp is not None else {})}}
+                     **({"bgp": encode_bgp(c.bgp)} if c.bgp is not None else {}),
+                     **({"racks": [{"name": n, "nodes": list(ns)} for n, ns in c.racks]} if c.racks else {})}}
 
 
 def encode_bgp(b: BgpSpec) -> dict[str, Any]:
@@ -262,7 +263,8 @@ def decode_cluster(value: bytes) -> Cluster:
     return Cluster(_at(d, "metadata.name", str), tuple(_at(d, "spec.nodes", list)), _at(d, "spec.podCIDR", str),
                    _at(d, "spec.serviceCIDR", str), _at(d, "spec.nodeCIDRMaskSize", int), _at(d, "spec.overlay", str),
                    _at(d, "spec.clusterDomain", str), tuple(_at(d, "spec.upstreamDNS", list, [])),
-                   _at(d, "spec.loadBalancerPool", str, ""), decode_bgp(d["spec"]["bgp"]) if "bgp" in d["spec"] else None)
+                   _at(d, "spec.loadBalancerPool", str, ""), decode_bgp(d["spec"]["bgp"]) if "bgp" in d["spec"] else None,
+                   tuple((str(r["name"]), tuple(r["nodes"])) for r in d["spec"].get("racks") or ()))
 
 
 def decode_bgp(b: dict[str, Any]) -> BgpSpec:

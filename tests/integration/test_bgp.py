@@ -192,3 +192,51 @@ def test_a_node_that_goes_away_is_withdrawn_and_its_addresses_keep_answering_thr
     finally:
         subprocess.run(["ip", "-n", lab.ns("underlay"), "link", "set", port, "up"], check=True)
     assert wait_for(lambda: NODE_IPS["node-1"] in router_routes(lab).get(ip + "/32", []), 20)
+
+
+RACKS = """
+apiVersion: gingham.dev/v1alpha1
+kind: Cluster
+metadata: {name: racks}
+spec:
+  nodes: 3
+  overlay: OVERLAY
+  racks: [{name: a, nodes: [node-1, node-2]}, {name: b, nodes: [node-3]}]
+  bgp: {peers: [{address: 192.168.200.1, asNumber: 64500}, {address: 192.168.201.1, asNumber: 64500}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: near}
+spec: {nodeName: node-1, containers: [{name: c, ports: [{containerPort: 9}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: far}
+spec: {nodeName: node-3, containers: [{name: c, ports: [{containerPort: 9}]}]}
+"""
+
+
+@pytest.mark.parametrize("overlay", ["bgp", "vxlan"])
+def test_pods_in_two_racks_reach_each_other_through_the_router_with_their_own_addresses(overlay, lab_name, tmp_path):
+    """Two L3 segments joined by the lab's router: BGP routes pods natively through it (the
+    router learns every pod CIDR over eBGP and passes them on); VXLAN crosses it inside UDP."""
+    spec = RACKS.replace("OVERLAY", overlay)
+    if overlay != "bgp":
+        spec = spec.replace("  bgp: {peers: [{address: 192.168.200.1, asNumber: 64500}, "
+                            "{address: 192.168.201.1, asNumber: 64500}]}\n", "")
+    lab = lab_name()
+    lab.up([manifest(tmp_path, spec)])
+    pods = {p["name"]: p for p in lab.pods()}
+    assert {n["name"]: n["ip"] for n in lab.nodes()} == {"node-1": "192.168.200.11", "node-2": "192.168.200.12",
+                                                        "node-3": "192.168.201.11"}
+    srv = PeerServer(lab.target_netns("default/far"), 7000)
+    try:
+        from_ns(lab.target_netns("default/near"), pods["far"]["ip"], 7000)
+        assert srv.last_peer() == pods["near"]["ip"]
+    finally:
+        srv.close()
+    routes = {r["dst"]: r.get("gateway") for r in json.loads(in_ns(lab, "node/node-1", "ip", "-j", "route"))}
+    if overlay == "bgp":
+        assert routes["10.244.1.0/24"] == "192.168.200.12"  # its rack: straight to the node
+        assert routes["10.244.2.0/24"] == "192.168.200.1"   # the other rack: through the router
+    assert routes["192.168.201.0/24"] == "192.168.200.1"

@@ -19,10 +19,16 @@ from ..helpers import golden
 NODES = {f"node-{i}": {"ip": f"192.168.200.{10 + i}", "podCIDR": f"10.244.{i - 1}.0/24"} for i in (1, 2, 3)}
 MESH = Cluster(nodes=tuple(NODES), overlay="bgp", bgp=BgpSpec(64512, (), (BgpPeer("192.168.200.1", 64500),)))
 REFLECTED = Cluster(nodes=tuple(NODES), overlay="bgp", bgp=BgpSpec(65001, ("node-1",)))
-CONFIGS = {"bird-mesh-node-1.conf": node_config(MESH, "node-1", NODES, ["198.51.100.2", "198.51.100.1"]),
+RACKED = Cluster(nodes=tuple(NODES), overlay="bgp", racks=(("a", ("node-1", "node-2")), ("b", ("node-3",))),
+                 bgp=BgpSpec(64512, (), (BgpPeer("192.168.200.1", 64500), BgpPeer("192.168.201.1", 64500))))
+RACK_NODES = {**NODES, "node-3": {"ip": "192.168.201.11", "podCIDR": "10.244.2.0/24"}}
+CONFIGS = {"bird-mesh-node-1.conf": node_config(MESH, "node-1", NODES, ["198.51.100.2", "198.51.100.1"],
+                                                "192.168.200.0/24"),
            "bird-reflector-node-1.conf": node_config(REFLECTED, "node-1", NODES),
            "bird-reflected-node-2.conf": node_config(REFLECTED, "node-2", NODES),
-           "bird-router.conf": router_config("192.168.200.1", 64500, MESH, NODES)}
+           "bird-rack-b-node-3.conf": node_config(RACKED, "node-3", RACK_NODES, [], "192.168.201.0/24"),
+           "bird-router.conf": router_config(["192.168.200.1"], 64500, MESH, NODES),
+           "bird-rack-router.conf": router_config(["192.168.200.1", "192.168.201.1"], 64500, RACKED, RACK_NODES)}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -43,6 +49,9 @@ def test_a_mesh_peers_with_every_other_node_and_reflectors_take_the_rest():
     assert neighbours(CONFIGS["bird-reflected-node-2.conf"]) == ["192.168.200.11"]  # its reflector only
     assert "rr client;" in CONFIGS["bird-reflector-node-1.conf"]
     assert "rr client;" not in CONFIGS["bird-reflected-node-2.conf"]
+    # a rack of its own: no mesh, and of the peers only its rack's router, directly connected
+    assert neighbours(CONFIGS["bird-rack-b-node-3.conf"]) == ["192.168.201.1"]
+    assert "  direct;" in CONFIGS["bird-rack-b-node-3.conf"] and "multihop" not in CONFIGS["bird-rack-b-node-3.conf"]
 
 
 def svc(name: str, local: bool = False, ips: tuple[str, ...] = ()) -> Service:

@@ -100,6 +100,12 @@ def test_a_bad_document_names_its_file_object_and_field(tmp_path, doc, where, fi
     ("{serviceCIDR: 10.244.128.0/20}", "spec.serviceCIDR", "overlaps podCIDR"),
     ("{podCIDR: 10.244.0.0/24, nodes: 2}", "spec.podCIDR", "room for fewer than 2"),
     ("{overlay: ipip}", "spec.overlay", "vxlan, host-gw or bgp"),
+    ("{nodes: 2, overlay: host-gw, racks: [{name: a, nodes: [node-1]}, {name: b, nodes: [node-2]}]}", "spec.overlay",
+     "racks a and b are separate segments"),
+    ("{nodes: 2, racks: [{name: a, nodes: [node-1, node-2]}, {name: b, nodes: [node-2]}]}", "spec.racks[1].nodes[0]",
+     "in rack a already"),
+    ("{nodes: 2, racks: [{name: a, nodes: [node-1]}]}", "spec.racks", "node-2 in none"),
+    ("{nodes: 2, racks: [{name: a, nodes: [node-9]}]}", "spec.racks[0].nodes[0]", "not one of the nodes"),
     ("{overlay: vxlan, bgp: {asNumber: 64512}}", "spec.bgp", "only with overlay: bgp"),
     ("{overlay: bgp, bgp: {asNumber: 23456}}", "spec.bgp.asNumber", "AS_TRANS"),
     ("{overlay: bgp, bgp: {asNumber: 0}}", "spec.bgp.asNumber", "not an AS number"),
@@ -123,6 +129,12 @@ def test_a_bgp_cluster_has_its_as_reflectors_and_peers_and_keeps_them_through_th
                            "peers: [{address: 192.168.200.1, asNumber: 64500}]}}\n")
     c = manifest.parse([path]).cluster
     assert c.bgp == BgpSpec(64512, ("node-2",), (BgpPeer("192.168.200.1", 64500),))  # 64512: the default AS
+    assert decode_cluster(dumps(encode_cluster(c))) == c
+    racked = write(tmp_path, "apiVersion: gingham.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\n"
+                             "spec: {nodes: 3, racks: [{name: a, nodes: [node-1, node-2]}, {name: b, nodes: [node-3]}]}\n",
+                   name="racked.yaml")
+    c = manifest.parse([racked]).cluster
+    assert c.racks == (("a", ("node-1", "node-2")), ("b", ("node-3",))) and c.rack_of("node-3") == 1
     assert decode_cluster(dumps(encode_cluster(c))) == c
 
 

@@ -37,6 +37,8 @@ def test_a_lone_node_needs_nothing_and_a_jumbo_uplink_raises_the_pod_mtu():
     assert compile_overlay("vxlan", "node-1", NODES, "eth0", 9000).pod_mtu == 8950
 
 
-def test_an_unknown_overlay_is_refused():
-    with pytest.raises(ValueError, match="unknown overlay 'bgp'"):
-        compile_overlay("bgp", "node-1", NODES)
+def test_an_unknown_overlay_is_refused_and_bgp_leaves_the_routes_to_bird():
+    with pytest.raises(ValueError, match="unknown overlay 'ipip'"):
+        compile_overlay("ipip", "node-1", NODES)
+    bgp = compile_overlay("bgp", "node-1", NODES, "eth0", 1500)
+    assert (bgp.routes, bgp.vtep, bgp.fdb, bgp.pod_mtu) == ([], None, [], 1500)

@@ -39,6 +39,34 @@ def _entry_node(lab: Lab, dst: str, nodes: dict[str, Any], statuses: dict[str, A
                    "and announced load balancer addresses", NOT_FOUND)
 
 
+def route_path(lab: Lab, node: str, ip: str, nodes: dict[str, Any]) -> list[str]:
+    """The hops a packet to `ip` takes from `node`, each read from the kernel it is in: the
+    gateway of each route, named (a node, by its address or its VXLAN gateway; a lab router)
+    and followed into that namespace, until a route is on-link (delivered)."""
+    import ipaddress
+
+    from .topology import routers
+    at: dict[str, tuple[str, str]] = {}  # gateway address -> (its name, the namespace to read next)
+    for name, n in nodes.items():
+        at[n["ip"]] = (f"node/{name}", lab.target_netns(f"node/{name}"))
+        if n.get("podCIDR"):
+            gw = str(ipaddress.ip_network(n["podCIDR"]).network_address)
+            at[gw] = (f"node/{name} over VXLAN", lab.target_netns(f"node/{name}"))
+    for r in routers(lab.cache().state().cluster):
+        for addr, _ in r.legs:
+            at[addr] = (r.name, netns.path_of(lab.ns(r.name)))
+    hops, where = [f"node/{node}"], lab.target_netns(f"node/{node}")
+    for _ in range(8):
+        gw = _route_to(where, ip).get("gateway") or ""
+        if not gw:
+            break
+        name, where = at.get(gw, (gw, ""))
+        hops.append(f"{name} ({gw})" if name != gw else gw)
+        if not where:
+            break
+    return hops
+
+
 class NodeTables:
     """The nodes' nft tables, each listed from its node's kernel once (None: the node has none)."""
 
@@ -113,7 +141,7 @@ def trace_connection(lab: Lab, source: str, dest: str, port: int, protocol: str)
     ends = []
     for e in targets:
         ip, p = e.rsplit(":", 1)
-        ends.append({"address": e, "owner": owners.get(ip, ""),
+        ends.append({"address": e, "owner": owners.get(ip, ""), "path": route_path(lab, node, ip, nodes),
                      "policy": policy_verdict(tables, nodes, pods, node, local, src, t.masq, ip, int(p), protocol)})
     return {"source": source, "sourceIP": src, "node": node, "destination": dest, "address": dst, "port": port,
             "protocol": protocol.upper(), "table": listed is not None, "verdict": t.verdict,
@@ -145,6 +173,8 @@ def describe(r: dict[str, Any]) -> str:
     for e in r["endpoints"]:
         pol = e["policy"]
         who = f"{e['address']} ({e['owner']})" if e["owner"] else e["address"]
+        if len(e.get("path", [])) > 1:
+            lines.append(f"route to {who}: {' -> '.join(e['path'])}")
         if not pol["steps"]:
             lines.append(f"NetworkPolicy, {who}: allowed (no policy table on the way)")
             continue

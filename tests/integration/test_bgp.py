@@ -240,3 +240,9 @@ def test_pods_in_two_racks_reach_each_other_through_the_router_with_their_own_ad
         assert routes["10.244.1.0/24"] == "192.168.200.12"  # its rack: straight to the node
         assert routes["10.244.2.0/24"] == "192.168.200.1"   # the other rack: through the router
     assert routes["192.168.201.0/24"] == "192.168.200.1"
+    from gingham.lab.trace import describe, trace_connection
+    r = trace_connection(lab, "default/near", "default/far", 9, "TCP")
+    (end,) = r["endpoints"]
+    assert end["path"] == (["node/node-1", "router (192.168.200.1)", "node/node-3 (192.168.201.11)"]
+                           if overlay == "bgp" else ["node/node-1", "node/node-3 over VXLAN (10.244.2.0)"])
+    assert "route to " + pods["far"]["ip"] in describe(r)

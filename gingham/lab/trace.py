@@ -30,8 +30,13 @@ def _route_to(ns: str, dst: str) -> dict[str, str | None]:
 
 
 def _entry_node(lab: Lab, dst: str, nodes: dict[str, Any], statuses: dict[str, Any]) -> str:
-    """The node an external client's packet to `dst` reaches first."""
+    """The node an external client's packet to `dst` reaches first (through the lab's router
+    with overlay bgp: the node its route, of several with ECMP the one the kernel picks, leads to)."""
+    from .topology import routers
+    legs = {addr: r.name for r in routers(lab.cache().state().cluster) for addr, _ in r.legs}
     first = _route_to(lab.target_netns("external"), dst).get("gateway") or dst
+    if first in legs:
+        first = _route_to(netns.path_of(lab.ns(legs[first])), dst).get("gateway") or dst
     for name, node in nodes.items():
         if first == node["ip"] or first in (statuses.get(name) or {}).get("loadBalancerIPs", []):
             return name

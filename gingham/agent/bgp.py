@@ -6,7 +6,8 @@ directory, has BIRD check it (`bird -p`) and starts BIRD with its own control so
 session whose settings did not change). A configuration BIRD refuses changes nothing: it is
 kept as `bird.conf.refused` for a person to read. BIRD runs in a session of its own and
 outlives the agent; the next agent finds it by its pid file and takes it over, so an agent
-restart withdraws no route.
+restart withdraws no route. A watchdog thread starts it again if it dies (with graceful
+restart its peers keep its routes meanwhile).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 
 from .procs import pid_file
@@ -22,10 +24,30 @@ BIRD, BIRDC = "bird", "birdc"
 
 
 class BgpSpeaker:
+    WATCH = 1.0  # seconds between checks that BIRD runs
+
     def __init__(self, node: str, state_dir: str) -> None:
         self.node, self.dir = node, state_dir
         self.current: str | None = None
-        self.reloads = 0
+        self.reloads = self.restarts = 0
+        self.lock = threading.Lock()  # sync and the watchdog
+        self.stopping = threading.Event()
+        self.watchdog: threading.Thread | None = None
+
+    def stop(self) -> None:
+        """Stops watching; BIRD itself keeps running (the next agent takes it over)."""
+        self.stopping.set()
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(self.WATCH):
+            with self.lock:
+                if self.current is not None and self.pid() is None:
+                    print(f"agent {self.node}: bgp: BIRD is gone; starting it again", file=sys.stderr, flush=True)
+                    try:
+                        self._start()
+                        self.restarts += 1
+                    except RuntimeError as e:
+                        print(f"agent {self.node}: {e}", file=sys.stderr, flush=True)
 
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
@@ -35,6 +57,13 @@ class BgpSpeaker:
 
     def sync(self, text: str) -> None:
         """BIRD running with exactly `text` as its configuration."""
+        with self.lock:
+            self._sync(text)
+        if self.watchdog is None:
+            self.watchdog = threading.Thread(target=self._watch, name="bgp-watchdog", daemon=True)
+            self.watchdog.start()
+
+    def _sync(self, text: str) -> None:
         if text == self.current and self.pid() is not None:
             return
         staged = self.path("bird.conf.new")

@@ -176,6 +176,7 @@ class NodeAgent:
                     merge(changes, self.source.settle(quiet=0.003, limit=0.05))
         finally:
             self.pinger.stop()
+            self.bgp.stop()
             self.flows.stop()
             self.lease.stop()
             self.source.stop()

@@ -14,10 +14,11 @@ every node that announces an address (ECMP).
 Sessions use a 9 s hold time (3 s keepalives), connect a second after BIRD starts, retry a
 connection every 2 s and come back 2 s after a failure, doubling to 16 s if it repeats
 (BIRD's defaults, 5 s, 120 s and 60 s to 300 s, suit routers that stay up, not a network
-being built or a lab cutting links), and BFD (100 ms x 3): a node that goes away
-is withdrawn within about 0.3 s where BFD runs, 9 s at most. Graceful restart is on: when
-BIRD itself restarts its peers keep its routes meanwhile (the agent restarting does not
-touch BIRD at all).
+being built or a lab cutting links). BFD (100 ms x 3) notices a peer gone in 0.3 s, and
+graceful restart (`bfd graceful`: a BFD failure too) keeps its routes 6 s more: a BIRD that
+dies and is started again within that (the agent's watchdog checks every second) loses no
+route, and a node that goes away is withdrawn 6 to 7 s after, within the hold time. The
+agent restarting does not touch BIRD at all.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Iterable
 from ..model.objects import BgpSpec, Cluster
 
 HOLD, KEEPALIVE = 9, 3
+RESTART = 6  # seconds a peer keeps a speaker's routes after its session drops
 BFD = "min rx interval 100 ms; min tx interval 100 ms; multiplier 3;"
 
 
@@ -41,7 +43,8 @@ def protocol_name(what: str) -> str:
 def _session(local_ip: str, local_as: int, direct: bool = True) -> str:
     hops = "direct" if direct else "multihop"
     return (f"  local {local_ip} as {local_as};\n  {hops};\n  hold time {HOLD};\n  keepalive time {KEEPALIVE};\n"
-            "  connect delay time 1;\n  connect retry time 2;\n  error wait time 2, 16;\n  graceful restart on;\n  bfd on;\n")
+            "  connect delay time 1;\n  connect retry time 2;\n  error wait time 2, 16;\n  graceful restart on;\n"
+            f"  graceful restart time {RESTART};\n  bfd graceful;\n")
 
 
 def _common(router_id: str, what: str) -> list[str]:

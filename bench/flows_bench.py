@@ -99,6 +99,7 @@ def restart_agents(lab: Lab, flows: str) -> None:
 
 def main() -> None:
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 6
+    os.environ["GINGHAM_FLOW_FILE_BYTES"] = str(256 << 20)  # no rotation within the run: every record counted
     tmp = tempfile.mkdtemp(prefix="flowbench-")
     path = os.path.join(tmp, "lab.yaml")
     with open(path, "w") as f:
@@ -120,11 +121,20 @@ def main() -> None:
               f"ratio {best_on[0] / off[0]:.2f}x")
         print(f"new connections  recording on {best_on[1]:6.0f}/s       off {off[1]:6.0f}/s       "
               f"ratio {best_on[1] / off[1]:.2f}x")
-        records = sum(1 for _ in open(os.path.join(lab.dir, "nodes", "node-1", "flows.jsonl")))
         for label, m in (("on", on), ("off", off), ("on again", on2)):
             print(f"agent CPU per connection, recording {label}: " +
                   ", ".join(f"{n} {us:.0f} us" for n, us in sorted(m[2].items())))
-        print(f"(node-1 wrote {records} records in its current file)")
+        time.sleep(1)
+        kinds = {"start": 0, "end": 0}
+        for name in ("flows.jsonl.1", "flows.jsonl"):
+            path = os.path.join(lab.dir, "nodes", "node-1", name)
+            if os.path.exists(path):
+                for line in open(path):
+                    rec = json.loads(line)
+                    if rec["destination"].get("port") == 8081 and rec["type"] in kinds:
+                        kinds[rec["type"]] += 1
+        print(f"records of the HTTP connections on node-1: {kinds['start']} starts, {kinds['end']} ends"
+              + (" (every connection both)" if kinds["start"] == kinds["end"] else " (SOME LOST)"))
     finally:
         fast_backend.stop(os.path.join(tmp, "fast.pid"))
         os.environ.pop("GINGHAM_FLOWS", None)

@@ -187,7 +187,11 @@ class FlowRecorder:
         """A start for a new entry; an end when TCP closes (the entry then lingers in TIME_WAIT)
         or, for the rest, when the entry goes. A TCP close is returned instead (an update carries
         no counters: `_closed` reads them from the entry, many in one go)."""
-        if ev.kind == "update":
+        if ev.kind == "new":
+            # the kernel may give a new connection the id of an ended one (the same tuple again,
+            # its entry's memory reused): the id is this one's now
+            self.ended.pop(ev.id, None)
+        elif ev.kind == "update":
             if ev.tcp_state not in TCP_CLOSING or ev.id in self.ended:
                 return None
             self.ended[ev.id] = None

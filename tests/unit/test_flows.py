@@ -91,3 +91,22 @@ def test_lab_flows_filters():
     assert ok(port=80) and ok(port=8080) and ok(service="e/web") and ok(since=10.0) and ok(to_namespace="e")
     assert not ok(from_pod="web-0") and not ok(label=["app=web"]) and not ok(since=5.0) and not ok(protocol="UDP")
     assert parse_since("5m") == 300 and parse_since("2h") == 7200 and parse_since("30") == 30
+
+
+def test_a_reused_conntrack_id_gets_its_own_end(tmp_path):
+    """The kernel may give a new connection an ended one's id (the same tuple, the entry's
+    memory reused); its close must still be recorded, and a second close report of one
+    connection (TIME_WAIT, then CLOSE) only once."""
+    from gingham.agent.flows import FlowRecorder
+    r = FlowRecorder(str(tmp_path))
+    r.view = VIEW
+    o, rp = tup("10.244.0.2", "10.244.1.2", 5000, 8080), tup("10.244.1.2", "10.244.0.2", 8080, 5000)
+
+    def event(kind: str, state: str = "") -> CtEvent:
+        return CtEvent(kind, 7, o, rp, 0, tcp_state=state)
+    ends = []
+    for _ in range(2):  # the same tuple twice, with the same id
+        assert r._conn(event("new", "SYN_SENT")) is None  # its start, written at once
+        ends.append(r._conn(event("update", "TIME_WAIT")))
+        assert r._conn(event("update", "CLOSE")) is None   # the same connection's close, again
+    assert all(e is not None and e[0]["type"] == "end" for e in ends)

@@ -88,8 +88,15 @@ def traffic(lab):
     while time.monotonic() < deadline:
         recs = flows(lab)
         if any(r["type"] == "denied" for r in recs) and any(r["type"] == "end" and r["protocol"] == "TCP" for r in recs):
-            return
+            break
         time.sleep(0.2)
+    # and until no more come (the denied client's SYN is retried and logged again): the tests
+    # compare what different filters show of the same records
+    seen = -1
+    while len(recs) != seen and time.monotonic() < deadline + 10:
+        seen = len(recs)
+        time.sleep(1.5)
+        recs = flows(lab)
 
 
 def test_a_denied_connection_names_the_policy_that_isolates_the_pod(lab):
